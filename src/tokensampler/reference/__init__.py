@@ -1,0 +1,108 @@
+"""The reference backend: pure PyTorch, exact, and the test oracle.
+
+It implements docs/semantics.md literally: float64 weights, a stable sort for
+the token order, float64 prefix masses, and the exponential race over the
+random stream of :mod:`tokensampler.rng`. It runs on any torch device; on the
+CPU it is tokensampler's production backend.
+
+Rows are processed in chunks of about 2**18 elements so that the Philox
+arithmetic stays in cache (13x faster than whole-batch at V = 262144) and
+memory stays bounded at any batch size.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import rng
+from ..params import FilterCall, SamplingCall
+from .filters import expand, kept, param_valid, weights
+
+name = "reference"
+_CHUNK_ELEMENTS = 1 << 18
+
+
+def _chunks(n: int, vocab: int, device):
+    step = max(1, _CHUNK_ELEMENTS // vocab)
+    for start in range(0, n, step):
+        yield torch.arange(start, min(n, start + step), device=device)
+
+
+def _per_output(t: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+    """Column of a (1,)- or (N,)-shaped seed/offset tensor for outputs ``j``."""
+    return (t[j] if t.shape[0] > 1 else t.expand(j.shape[0])).unsqueeze(1)
+
+
+def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids (int32) and validity (bool) for every output of ``call``."""
+    x = call.x
+    batch, vocab = x.shape
+    device = x.device
+    n = call.num_outputs
+    samples = torch.zeros(n, dtype=torch.int32, device=device)
+    valid = torch.zeros(n, dtype=torch.bool, device=device)
+    f64 = torch.float64
+    for j in _chunks(n, vocab, device):
+        rows = j if call.indices is None else call.indices[j]
+        # Indices on an accelerator are not range-checked on the host (that
+        # would synchronise): an out-of-range id makes that output invalid.
+        in_range = (rows >= 0) & (rows < batch)
+        xs = x[torch.where(in_range, rows, 0)]
+        temp = expand(call.temperature, j, f64, device) if call.from_logits else None
+        w, ok, order_key, greedy = weights(xs, call.from_logits, temp)
+        k = expand(call.top_k, j, torch.int64, device)
+        p = expand(call.top_p, j, f64, device)
+        m = expand(call.min_p, j, f64, device)
+        ok &= in_range
+        params_ok = param_valid(k, p, m)
+        if params_ok is not None:
+            ok &= params_ok
+        keep = kept(w, order_key, k, p, m, call.joint)
+        stream = torch.zeros_like(j) if call.seed_per_output else j
+        bits = rng.row_bits(_per_output(call.seed, j), _per_output(call.offset, j),
+                            stream.unsqueeze(1), vocab)
+        race = torch.where(keep, w / rng.exponential(bits), -torch.inf)
+        token = torch.where(greedy, order_key.argmax(dim=1), race.argmax(dim=1))
+        samples[j] = torch.where(ok, token, 0).to(torch.int32)
+        valid[j] = ok
+    return samples, valid
+
+
+def _filtered_weights(call: FilterCall, from_logits: bool):
+    """Weights, validity, order key and kept mask for a renorm/mask call."""
+    x = call.x
+    batch, vocab = x.shape
+    rows = torch.arange(batch, device=x.device)
+    temp = expand(call.temperature if from_logits else None, rows, torch.float64, x.device)
+    if from_logits and temp is None:
+        temp = torch.ones(batch, 1, dtype=torch.float64, device=x.device)
+    w, ok, order_key, greedy = weights(x, from_logits, temp)
+    k = expand(call.top_k, rows, torch.int64, x.device)
+    p = expand(call.top_p, rows, torch.float64, x.device)
+    params_ok = param_valid(k, p, None)
+    if params_ok is not None:
+        ok &= params_ok
+    keep = kept(w, order_key, k, p, None, joint=False)
+    return w, ok, keep
+
+
+def renorm(call: FilterCall) -> torch.Tensor:
+    """Kept weights divided by their sum, float32; NaN rows where invalid."""
+    w, ok, keep = _filtered_weights(call, from_logits=False)
+    kw = torch.where(keep, w, 0.0)
+    out = kw / kw.sum(dim=1, keepdim=True)
+    return torch.where(ok.unsqueeze(1), out, torch.nan).to(torch.float32)
+
+
+def mask_logits(call: FilterCall) -> torch.Tensor:
+    """Logits with the dropped tokens set to -inf, input dtype; NaN rows where invalid."""
+    _, ok, keep = _filtered_weights(call, from_logits=True)
+    out = torch.where(keep, call.x.to(torch.float64), -torch.inf)
+    return torch.where(ok.unsqueeze(1), out, torch.nan).to(call.x.dtype)
+
+
+def softmax(call: FilterCall) -> torch.Tensor:
+    """softmax(logits / T) in float32 (T = 0: uniform over the maxima); NaN rows where invalid."""
+    w, ok, _ = _filtered_weights(call, from_logits=True)
+    out = w / w.sum(dim=1, keepdim=True)
+    return torch.where(ok.unsqueeze(1), out, torch.nan).to(torch.float32)
