@@ -25,6 +25,11 @@ def triton_status(device: Optional[torch.device] = None) -> tuple[bool, str]:
     return False, "the Triton kernels are not built yet (tracked as the kernel issue)"
 
 
+def current_override() -> Optional[str]:
+    """The backend named by the environment variable, or None."""
+    return os.environ.get(ENV_VAR) or None
+
+
 def _load(name: str) -> ModuleType:
     if name == "reference":
         from . import reference
@@ -40,7 +45,7 @@ def resolve(op: str, backend: Optional[str], device: torch.device) -> ModuleType
     """The backend module that runs ``op`` on ``device``."""
     source = "argument 'backend'"
     if backend is None:
-        backend = os.environ.get(ENV_VAR) or None
+        backend = current_override()
         source = f"environment variable {ENV_VAR}"
     if backend is None:
         return _load("reference")

@@ -1,0 +1,137 @@
+"""Every bad argument raises before any work, naming the function, the argument,
+what was expected and what came."""
+
+import contextlib
+import math
+import re
+
+import pytest
+import torch
+
+import tokensampler as ts
+
+P = torch.full((3, 5), 0.2)
+L = torch.zeros(3, 5)
+
+
+@contextlib.contextmanager
+def raises(exc, *patterns):
+    """pytest.raises whose message must match every pattern (regex)."""
+    with pytest.raises(exc) as info:
+        yield info
+    for p in patterns:
+        assert re.search(p, str(info.value)), f"{p!r} not in {str(info.value)!r}"
+
+
+@pytest.mark.parametrize("x, expected", [
+    ([[0.5, 0.5]], "torch.Tensor"),
+    (torch.ones(3, 5, dtype=torch.int32), "float32, float16 or bfloat16"),
+    (torch.ones(3, 5, dtype=torch.float64), "float32, float16 or bfloat16"),
+])
+def test_input_type(x, expected):
+    with raises(TypeError, "top_p_sampling_from_probs", "'probs'", expected):
+        ts.top_p_sampling_from_probs(x, 0.5)
+
+
+@pytest.mark.parametrize("x, expected", [
+    (torch.ones(5), "2-D"), (torch.ones(2, 3, 4), "2-D"), (torch.ones(3, 0), "vocab >= 1"),
+])
+def test_input_shape(x, expected):
+    with raises(ValueError, "'probs'", expected, "shape"):
+        ts.sampling_from_probs(x)
+    with raises(ValueError, "'logits'", expected):
+        ts.top_k_mask_logits(x, 2)
+
+
+@pytest.mark.parametrize("fn, args, name, expected, got", [
+    (ts.top_p_sampling_from_probs, (P, 1.5), "top_p", r"in \[0, 1\]", "1.5"),
+    (ts.top_p_sampling_from_probs, (P, -0.1), "top_p", r"in \[0, 1\]", "-0.1"),
+    (ts.top_p_sampling_from_probs, (P, math.nan), "top_p", r"in \[0, 1\]", "nan"),
+    (ts.top_p_renorm_probs, (P, 2.0), "top_p", r"in \[0, 1\]", "2.0"),
+    (ts.min_p_sampling_from_probs, (P, 1.25), "min_p", "at most 1", "1.25"),
+    (ts.top_p_sampling_from_probs, (P, torch.tensor([0.5, 1.5, 0.5])), r"top_p\[1\]",
+     r"in \[0, 1\]", "1.5"),
+    (ts.top_p_sampling_from_probs, (P, torch.tensor([0.5, 0.5])), "top_p", r"shape \(3,\)",
+     r"shape \(2,\)"),
+    (ts.top_k_sampling_from_probs, (P, torch.tensor([1, 2, 3, 4])), "top_k", r"\(3,\)",
+     r"\(4,\)"),
+    (ts.top_k_top_p_sampling_from_probs, (P, 2, torch.ones(3, 1)), "top_p", r"\(3,\)",
+     r"\(3, 1\)"),
+])
+def test_parameter_values(fn, args, name, expected, got):
+    with raises(ValueError, fn.__name__, f"'{name}'", expected, got):
+        fn(*args)
+
+
+@pytest.mark.parametrize("fn, args, name", [
+    (ts.top_k_sampling_from_probs, (P, 2.5), "top_k"),
+    (ts.top_k_sampling_from_probs, (P, True), "top_k"),
+    (ts.top_k_sampling_from_probs, (P, torch.tensor([1.0, 2.0, 3.0])), "top_k"),
+    (ts.top_p_sampling_from_probs, (P, "0.5"), "top_p"),
+    (ts.top_p_sampling_from_probs, (P, torch.tensor([1, 0, 1])), "top_p"),
+])
+def test_parameter_types(fn, args, name):
+    with raises(TypeError, f"'{name}'"):
+        fn(*args)
+
+
+@pytest.mark.parametrize("t, got", [(-1.0, "-1.0"), (math.nan, "nan"), (math.inf, "inf"),
+                                    (torch.tensor([1.0, -2.0, 1.0]), "-2.0")])
+def test_temperature(t, got):
+    with raises(ValueError, "temperature", ">= 0", got):
+        ts.sampling_from_logits(L, temperature=t)
+    if not isinstance(t, torch.Tensor):
+        with raises(ValueError, "softmax", "temperature"):
+            ts.softmax(L, t)
+
+
+@pytest.mark.parametrize("kw, exc, pattern", [
+    ({"seed": 1.5}, TypeError, "'seed'"),
+    ({"seed": 2**64}, ValueError, r"'seed'.*2\*\*64"),
+    ({"seed": -(2**63) - 1}, ValueError, "'seed'"),
+    ({"seed": torch.tensor([1, 2])}, ValueError, r"'seed'.*\(1,\) or \(3,\)"),
+    ({"seed": torch.tensor([1.0])}, TypeError, "'seed'"),
+    ({"offset": torch.zeros(2, 2, dtype=torch.int64)}, ValueError, "'offset'"),
+    ({"offset": "x"}, TypeError, "'offset'"),
+    ({"generator": 3}, TypeError, "'generator'"),
+    ({"indices": torch.tensor([0, 3])}, ValueError, r"'indices'.*\[0, 3\).*\[0, 3\]"),
+    ({"indices": torch.tensor([-1])}, ValueError, "'indices'"),
+    ({"indices": torch.tensor([0.0])}, TypeError, "'indices'"),
+    ({"indices": torch.zeros(2, 2, dtype=torch.int64)}, ValueError, "'indices'"),
+    ({"backend": "cuda"}, ValueError, "'backend'.*'reference', 'triton'.*'cuda'"),
+])
+def test_sampler_keywords(kw, exc, pattern):
+    with raises(exc, "sampling_from_probs", pattern):
+        ts.sampling_from_probs(P, **kw)
+
+
+def test_filter_apply_order():
+    with raises(ValueError, "filter_apply_order", "'top_k_first' or 'joint'", "'both'"):
+        ts.top_k_top_p_sampling_from_probs(P, 2, 0.5, filter_apply_order="both")
+
+
+def test_environment_override_is_checked(monkeypatch):
+    monkeypatch.setenv("TOKENSAMPLER_BACKEND", "fast")
+    with raises(ValueError, "TOKENSAMPLER_BACKEND", "'fast'"):
+        ts.sampling_from_probs(P)
+    monkeypatch.setenv("TOKENSAMPLER_BACKEND", "reference")
+    assert ts.sampling_from_probs(P, seed=0).shape == (3,)
+
+
+def test_generator_on_another_device():
+    x = torch.zeros(3, 5, device="meta")
+    with raises(ValueError, "'generator'", "meta", "cpu"):
+        ts.sampling_from_probs(x, generator=torch.Generator())
+
+
+def test_tensors_on_different_devices():
+    meta = torch.zeros(3, device="meta")
+    with raises(ValueError, "'top_p'", "input's device cpu", "meta"):
+        ts.top_p_sampling_from_probs(P, meta)
+
+
+def test_errors_are_tokensampler_errors():
+    with pytest.raises(ts.TokenSamplerError):
+        ts.top_p_sampling_from_probs(P, 3.0)
+    with pytest.raises(ts.TokenSamplerError):
+        ts.top_k_sampling_from_probs(P, 2.5)
