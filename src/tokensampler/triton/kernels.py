@@ -1,0 +1,241 @@
+"""Triton kernels: one program per output row.
+
+Both kernels run the same plan over their row:
+
+1. ``row.stats``: one pass.
+2. The kept prefix of the order, as a threshold key ``t`` plus ``r``, the
+   number of tokens tied at ``t`` that are kept (lowest indices first):
+   top-k is a count search, top-p a mass search (``row.search``, at most 8
+   passes each, fewer when the row's keys span a smaller range). top-k 1,
+   top-p 0 and greedy rows need no search: the argmax from ``stats`` is the
+   answer.
+3. A final pass: the race over the kept tokens (sampling), or the output row
+   (renorm, mask, softmax).
+
+Worst case per row: 1 + 8 (+ 8 when top-k and top-p are both active) + 1
+passes. No loop waits on a float comparison; there is no communication
+between programs.
+"""
+
+import triton
+import triton.language as tl
+
+from . import rng as trng
+from . import row
+
+KEY_NONE: tl.constexpr = tl.constexpr(-2147483649)  # below every int32 key: keep all
+
+
+@triton.jit
+def _tie_weight(t, ref, mul, FROM_LOGITS: tl.constexpr):
+    v = row.key_value(t, FROM_LOGITS)
+    return row.weight(v, v == v, ref, mul, FROM_LOGITS)
+
+
+@triton.jit
+def _prefix(x_ptr, row_off, V, k, p, kmax, kmin, n_pos, ref, mul, total,
+            HAS_K: tl.constexpr, HAS_P: tl.constexpr, JOINT: tl.constexpr,
+            WANT_MASS: tl.constexpr, FROM_LOGITS: tl.constexpr, BLOCK: tl.constexpr):
+    """The kept prefix: ``(t, r, length, kept_mass)``.
+
+    Kept tokens are those with key > t, plus the first ``r`` (by index) with
+    key == t. ``length`` counts them; ``kept_mass`` is their scaled mass when
+    ``WANT_MASS`` (renorm) or top_k_first needs it.
+    """
+    t = tl.full([], KEY_NONE, tl.int64)
+    r = tl.zeros([], tl.int32)
+    length = n_pos
+    kept_mass = total
+    lo = kmin.to(tl.int64)
+    lo_c = n_pos
+    lo_m = total
+    if HAS_K:
+        if (k > 0) & (k < n_pos):
+            need_mass: tl.constexpr = WANT_MASS or (HAS_P and not JOINT)
+            tk, gec, gem, gtc, gtm = row.search(x_ptr, row_off, V, kmin, kmax, n_pos, total,
+                                                k, 0.0, ref, mul, False, need_mass,
+                                                FROM_LOGITS, BLOCK)
+            t = tk
+            r = k - gtc
+            length = k
+            kept_mass = gtm + r.to(tl.float32) * _tie_weight(tk, ref, mul, FROM_LOGITS)
+            if not JOINT:
+                # top-p inside the top-k set: its prefix starts no lower than t.
+                lo = tk
+                lo_c = gec
+                lo_m = gem
+    if HAS_P:
+        if p < 1.0:
+            if JOINT:
+                target = p * total
+            else:
+                target = p * kept_mass
+            tp, gec, gem, gtc, gtm = row.search(x_ptr, row_off, V, lo, kmax, lo_c, lo_m,
+                                                0, target, ref, mul, True, True,
+                                                FROM_LOGITS, BLOCK)
+            ties = gec - gtc
+            wt = _tie_weight(tp, ref, mul, FROM_LOGITS)
+            # Ties at t each add wt: keep while the mass before them is below target.
+            q = tl.math.div_rn(target - gtm, tl.where(wt > 0.0, wt, 1.0))
+            rq = tl.where(wt > 0.0, tl.minimum(tl.maximum(tl.ceil(q), 1.0), ties.to(tl.float32)),
+                          ties.to(tl.float32))
+            rp = rq.to(tl.int32)
+            if gtc + rp < length:
+                t = tp
+                r = rp
+                length = gtc + rp
+                kept_mass = gtm + rp.to(tl.float32) * wt
+    return t, r, length, kept_mass
+
+
+@triton.jit
+def _min_p_floor(mp, vmax):
+    """The least float32 >= mp * vmax, so that ``v >= floor`` is min-p's rule exactly.
+
+    The product of two float32 is exact in float64; rounding it to float32 and
+    stepping up one ulp when that fell short gives the exact float32 bound.
+    """
+    prod = mp.to(tl.float64) * vmax.to(tl.float64)
+    f = prod.to(tl.float32)
+    up = (f.to(tl.int32, bitcast=True) + 1).to(tl.float32, bitcast=True)
+    f = tl.where((f.to(tl.float64) < prod) & (f >= 0.0), up, f)
+    return tl.where(mp <= 0.0, float("-inf"), f)
+
+
+@triton.jit
+def _param(ptr, val, j, ON: tl.constexpr, PER_ROW: tl.constexpr, DTYPE: tl.constexpr):
+    """A per-request value: loaded for output ``j``, or the scalar ``val``."""
+    if ON and PER_ROW:
+        return tl.load(ptr + j).to(DTYPE)
+    return tl.cast(val, DTYPE)
+
+
+@triton.jit
+def sample_kernel(x_ptr, stride_row, V, B, idx_ptr, out_ptr, valid_ptr,
+                  seed_ptr, seed_step, off_ptr, off_step,
+                  k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_val, t_ptr, t_val,
+                  HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr,
+                  HAS_K: tl.constexpr, K_ROW: tl.constexpr, HAS_P: tl.constexpr,
+                  P_ROW: tl.constexpr, HAS_MINP: tl.constexpr, MINP_ROW: tl.constexpr,
+                  T_ROW: tl.constexpr, JOINT: tl.constexpr, STREAM_IS_POS: tl.constexpr,
+                  BLOCK: tl.constexpr):
+    """Output ``j`` = program ``j``: the race winner among row ``indices[j]``'s kept tokens.
+
+    Passes over the row: stats 1, thresholds 0-16 (see module doc), race 1;
+    the race skips Philox for blocks with no kept token.
+    """
+    j = tl.program_id(0)
+    if HAS_INDICES:
+        rid = tl.load(idx_ptr + j)
+    else:
+        rid = j.to(tl.int64)
+    ok = (rid >= 0) & (rid < B)
+    row_off = tl.where(ok, rid, 0).to(tl.int64) * stride_row
+    k = _param(k_ptr, k_val, j, HAS_K, K_ROW, tl.int32)
+    p = _param(p_ptr, p_val, j, HAS_P, P_ROW, tl.float32)
+    mp = _param(mp_ptr, mp_val, j, HAS_MINP, MINP_ROW, tl.float32)
+    temp = _param(t_ptr, t_val, j, FROM_LOGITS, T_ROW, tl.float32)
+    # Out-of-range per-request values reach here only from accelerator tensors
+    # (params.py checks CPU ones): the row is reported invalid, never used.
+    ok &= ~((p != p) | (p < 0.0) | (p > 1.0) | (mp != mp) | (mp > 1.0))
+    ok &= ~((temp != temp) | (temp < 0.0) | (temp == float("inf")))
+    greedy = FROM_LOGITS & (temp == 0.0)
+    inv_t = tl.math.div_rn(1.0, tl.where(temp > 0.0, temp, 1.0))
+    bad, kmax, kmin, amax, n_pos, n_max, vmax, ref, mul, total = row.stats(
+        x_ptr, row_off, V, inv_t, FROM_LOGITS, BLOCK)
+    ok &= (bad == 0) & (n_pos > 0)
+    token = amax
+    if ok & ~greedy:
+        t, r, length, _ = _prefix(x_ptr, row_off, V, k, p, kmax, kmin, n_pos, ref, mul, total,
+                                  HAS_K, HAS_P, JOINT, False, FROM_LOGITS, BLOCK)
+        if HAS_MINP:
+            min_p_floor = _min_p_floor(mp, vmax)
+        if length > 1:
+            seed = tl.load(seed_ptr + j * seed_step)
+            offset = tl.load(off_ptr + j * off_step)
+            if STREAM_IS_POS:
+                stream = j
+            else:
+                stream = j * 0
+            best = tl.full([], float("-inf"), tl.float32)
+            best_i = amax
+            ties = tl.zeros([], tl.int32)
+            for start in range(0, V, BLOCK):
+                cols = start + tl.arange(0, BLOCK)
+                v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
+                pos = row.positive(v, inb, FROM_LOGITS)
+                key = row.order_key(v, FROM_LOGITS).to(tl.int64)
+                tie = (pos & (key == t)).to(tl.int32)
+                rank = ties + tl.cumsum(tie, axis=0) - tie
+                ties += tl.sum(tie)
+                keep = pos & ((key > t) | ((tie > 0) & (rank < r)))
+                if HAS_MINP:
+                    keep &= v >= min_p_floor
+                if tl.max(keep.to(tl.int32)) > 0:
+                    e = trng.exponential(trng.block_bits(start, BLOCK, seed, offset, stream))
+                    if FROM_LOGITS:
+                        race = (v - ref) * mul - tl.log(e)
+                    else:
+                        race = tl.math.div_rn(v * mul, e)
+                    race = tl.where(keep, race, float("-inf"))
+                    bk = tl.max(race)
+                    bi = tl.min(tl.where(race == bk, cols, 2147483647))
+                    better = bk > best
+                    best_i = tl.where(better, bi, best_i)
+                    best = tl.where(better, bk, best)
+            token = best_i
+    tl.store(out_ptr + j, tl.where(ok, token, 0).to(tl.int32))
+    tl.store(valid_ptr + j, ok.to(tl.int8))
+
+
+@triton.jit
+def filter_kernel(x_ptr, stride_row, out_ptr, out_stride, V, k_ptr, k_val, p_ptr, p_val,
+                  t_ptr, t_val, MODE: tl.constexpr, HAS_K: tl.constexpr, K_ROW: tl.constexpr,
+                  HAS_P: tl.constexpr, P_ROW: tl.constexpr, T_ROW: tl.constexpr,
+                  BLOCK: tl.constexpr):
+    """Row ``i`` = program ``i``. MODE 0: renorm probs; 1: mask logits; 2: softmax.
+
+    Passes: stats 1, thresholds 0-8, write 1.
+    """
+    FROM_LOGITS: tl.constexpr = MODE != 0
+    i = tl.program_id(0)
+    row_off = i.to(tl.int64) * stride_row
+    out_off = i.to(tl.int64) * out_stride
+    k = _param(k_ptr, k_val, i, HAS_K, K_ROW, tl.int32)
+    p = _param(p_ptr, p_val, i, HAS_P, P_ROW, tl.float32)
+    temp = _param(t_ptr, t_val, i, MODE == 2, T_ROW, tl.float32)
+    ok = ~((p != p) | (p < 0.0) | (p > 1.0))
+    ok &= ~((temp != temp) | (temp < 0.0) | (temp == float("inf")))
+    greedy = (MODE == 2) & (temp == 0.0)
+    inv_t = tl.math.div_rn(1.0, tl.where(temp > 0.0, temp, 1.0))
+    bad, kmax, kmin, amax, n_pos, n_max, vmax, ref, mul, total = row.stats(
+        x_ptr, row_off, V, inv_t, FROM_LOGITS, BLOCK)
+    ok &= (bad == 0) & (n_pos > 0)
+    t = tl.full([], KEY_NONE, tl.int64)
+    r = tl.zeros([], tl.int32)
+    kept_mass = total
+    if ok & (MODE != 2):
+        t, r, _, kept_mass = _prefix(x_ptr, row_off, V, k, p, kmax, kmin, n_pos, ref, mul,
+                                     total, HAS_K, HAS_P, False, MODE == 0, FROM_LOGITS, BLOCK)
+    ties = tl.zeros([], tl.int32)
+    for start in range(0, V, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
+        pos = row.positive(v, inb, FROM_LOGITS)
+        key = row.order_key(v, FROM_LOGITS).to(tl.int64)
+        tie = (pos & (key == t)).to(tl.int32)
+        rank = ties + tl.cumsum(tie, axis=0) - tie
+        ties += tl.sum(tie)
+        keep = pos & ((key > t) | ((tie > 0) & (rank < r)))
+        if MODE == 0:
+            w = row.weight(v, keep, ref, mul, False)
+            y = tl.math.div_rn(w, kept_mass)
+        elif MODE == 1:
+            y = tl.where(keep, v, float("-inf"))
+        else:
+            if greedy:
+                y = tl.where(pos & (key == kmax), 1.0 / n_max.to(tl.float32), 0.0)
+            else:
+                y = tl.math.div_rn(row.weight(v, pos, ref, mul, True), total)
+        y = tl.where(ok, y, float("nan"))
+        tl.store(out_ptr + out_off + cols, y.to(out_ptr.dtype.element_ty), mask=inb)
