@@ -1,3 +1,13 @@
+import os
+
+import torch
+
+# Without a GPU, Triton kernels run on CPU tensors under the interpreter. The
+# switch must be set before triton decorates the kernels, so before any test
+# module imports tokensampler's Triton backend.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 import pytest
 
 from helpers import available_backends

@@ -27,12 +27,22 @@ import bruteforce as bf
 import tokensampler as ts
 from tokensampler import rng
 
-torch.set_num_threads(1)
-
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 INF, NAN = math.inf, math.nan
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a small shared machine OpenMP spinning with two
+    threads is several times slower for these sizes. Restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 MAX_V = 40
 
 # --------------------------------------------------------------------------
@@ -78,9 +88,14 @@ dtypes = st.sampled_from([torch.float32, torch.float32, torch.float32,
 def prob_rows(draw, V):
     """One probs row: dyadic k/64 * 2**e weights, ties, powers of two, zeros, or
     (about 1 row in 6) a bad row."""
-    kind = draw(st.sampled_from(["dyadic"] * 10 + ["ties"] * 4 + ["pow2"] * 4 + ["onehot"]
-                                + ["nan", "inf", "neg", "zero"]))
-    if kind == "ties":
+    kind = draw(st.sampled_from(["dyadic"] * 10 + ["ties"] * 4 + ["pow2"] * 4
+                                + ["total_pow2"] * 6 + ["onehot"] + ["nan", "inf", "neg", "zero"]))
+    if kind == "total_pow2":  # total a power of two: every prefix ratio is exact in float32
+        ks = draw(st.lists(st.integers(0, 64), min_size=V, max_size=V))
+        pos = draw(st.integers(0, V - 1))
+        rest = sum(ks) - ks[pos]
+        ks[pos] = 2 ** max(rest, 1).bit_length() - rest
+    elif kind == "ties":
         pool = draw(st.lists(st.integers(0, 64), min_size=1, max_size=3))
         ks = draw(st.lists(st.sampled_from(pool), min_size=V, max_size=V))
     elif kind == "pow2":  # exact top-p boundary ties are frequent with these
@@ -144,6 +159,19 @@ def arbitrary_prob_rows(draw, V):
     return draw(st.lists(vals, min_size=V, max_size=V))
 
 
+@st.composite
+def layout(draw, x):
+    """The same values with another memory layout (spec: any row stride)."""
+    kind = draw(st.sampled_from(["contiguous", "contiguous", "column-major", "stride-2"]))
+    if kind == "column-major":
+        return x.t().contiguous().t()
+    if kind == "stride-2":
+        wide = torch.full((x.shape[0], 2 * x.shape[1]), 7.0, dtype=x.dtype)
+        wide[:, ::2] = x
+        return wide[:, ::2]
+    return x
+
+
 @dataclass(frozen=True)
 class P:
     """A parameter as passed to the API, and its raw value for output j."""
@@ -172,7 +200,7 @@ def top_k_param(n, V):
     return st.one_of(vals.map(P), per_output(vals, n, [torch.int64, torch.int32]))
 
 
-TOP_P_VALUES = st.one_of(st.sampled_from([k / 16 for k in range(17)]),
+TOP_P_VALUES = st.one_of(st.sampled_from([k / 16 for k in range(17)] + [0, 1]),
                          st.floats(0.0, 1.0), st.sampled_from([0.1, 0.3, 0.7, 0.9, 0.99]))
 
 
@@ -191,7 +219,7 @@ def min_p_param(n):
                      per_output(MIN_P_VALUES, n, [torch.float32, torch.float64]))
 
 
-TEMP_VALUES = st.one_of(st.sampled_from([0.0, 0.0, 0.25, 0.5, 1.0, 2.0, 4.0]),
+TEMP_VALUES = st.one_of(st.sampled_from([0.0, 0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 0, 1, 3]),
                         st.floats(0.0, 50.0),
                         st.sampled_from([1e-46, 1e-40, 1e-30, 1e-3, 1e30, 1e38]))
 
@@ -249,7 +277,7 @@ def boundary_top_p(draw, rows, from_logits, row_of, params):
         if total == 0:
             return 0.5
         ratio = math.fsum(w[i] for i in order[:cut]) / total
-        step = draw(st.sampled_from([0, 0, 0, 1, -1]))
+        step = draw(st.sampled_from([0, 0, 0, 0, 1, -1]))
         for _ in range(abs(step)):
             ratio = float(torch.nextafter(torch.tensor(ratio, dtype=torch.float32),
                                           torch.tensor(float(step), dtype=torch.float32)))
@@ -290,8 +318,10 @@ def sampler_case(draw, fn, from_logits, names, orders=False, arbitrary=False):
     rows_st = (arbitrary_prob_rows(V) if arbitrary else
                logit_rows(V) if from_logits else prob_rows(V))
     rows = [draw(rows_st) for _ in range(B)]
-    x = torch.tensor(rows, dtype=torch.float64).to(dtype)
-    indices = draw(st.one_of(st.none(), st.lists(st.integers(0, B - 1), min_size=1, max_size=8)))
+    x = draw(layout(torch.tensor(rows, dtype=torch.float64).to(dtype)))
+    # many repeats of a row give a wrongly kept token many chances to win
+    indices = draw(st.one_of(st.none(), st.lists(st.integers(0, B - 1), min_size=1, max_size=8),
+                             st.lists(st.integers(0, B - 1), min_size=8, max_size=24)))
     n = B if indices is None else len(indices)
     kwargs = {}
     if indices is not None:
@@ -300,7 +330,7 @@ def sampler_case(draw, fn, from_logits, names, orders=False, arbitrary=False):
     params = {}
     row_of = [j if indices is None else indices[j] for j in range(n)]
     for name in sorted(names, key=lambda nm: nm != "temperature"):
-        if name == "top_p" and draw(st.integers(0, 2)) == 0:
+        if name == "top_p" and draw(st.booleans()):
             p = draw(boundary_top_p(rows, from_logits, row_of, params))
         else:
             strat = {"top_k": lambda: top_k_param(n, V), "top_p": lambda: top_p_param(n),
@@ -347,7 +377,9 @@ def _events(w, ok, greedy, order, kw, joint):
         event("min-p enabled")
 
 
-def check_sampler(case: Case):
+def check_sampler(case: Case, light: bool = False):
+    """Every output's (token, valid) == bruteforce's. ``light``: skip the
+    ambiguity check and the statistics (large exact dyadic rows)."""
     samples, valid = case.fn(case.x, **case.kwargs, return_valid=True, backend="reference")
     assert samples.dtype == torch.int32 and samples.shape == (case.n,)
     assert valid.dtype == torch.bool and valid.shape == (case.n,)
@@ -362,6 +394,9 @@ def check_sampler(case: Case):
         stream = 0 if case.seed_per_output else j
         expected = bf.brute_sample(rows[r], case.from_logits, joint=case.joint, seed=seed,
                                    offset=offset, stream=stream, **kw)
+        if light:
+            assert got[j] == expected, (j, r, got[j], expected, kw, seed, offset, stream)
+            continue
         w, ok, greedy, order = bf.brute_weights(rows[r], case.from_logits, kw.get("temperature"))
         ambiguous = ok and not greedy and bf.top_p_ambiguous(
             w, order, kw.get("top_k"), kw.get("top_p"), case.joint)
@@ -396,7 +431,7 @@ def test_sampling_from_logits(case):
     check_sampler(case)
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=300)
 @given(sampler_case(ts.top_p_sampling_from_probs, False, ["top_p"]))
 def test_top_p_sampling_from_probs(case):
     check_sampler(case)
@@ -437,6 +472,31 @@ def test_arbitrary_float32_probs(case):
     """Non-dyadic float32 weights: outputs whose top-p decision lies within float64
     rounding of the threshold are skipped (reported as a hypothesis event)."""
     check_sampler(case)
+
+
+@settings(SETTINGS, max_examples=5)
+@given(st.data())
+def test_chunked_large_vocab(data):
+    """V > 2**17: the reference works in chunks of 2**18 // V = 1 output, so
+    every output is its own chunk (stream, per-output parameters, seeds and
+    offsets must follow the global output position)."""
+    V = data.draw(st.integers(2**17 + 1, 2**17 + 2**14), label="V")
+    B = data.draw(st.integers(1, 3), label="B")
+    g = torch.Generator().manual_seed(data.draw(st.integers(0, 2**31), label="weights seed"))
+    x = torch.randint(0, 65, (B, V), generator=g).to(torch.float32) / 64
+    n = data.draw(st.integers(2, 4), label="N")
+    indices = data.draw(st.lists(st.integers(0, B - 1), min_size=n, max_size=n))
+    small_k = st.integers(1, 12)
+    top_k = data.draw(st.one_of(small_k.map(P), per_output(small_k, n, [torch.int64])))
+    top_p = data.draw(top_p_param(n))
+    seed, per_out = data.draw(seed_param(n))
+    offset, _ = data.draw(seed_param(n, allow_none=True))
+    kwargs = dict(indices=torch.tensor(indices), top_k=top_k.api, top_p=top_p.api, seed=seed.api)
+    if offset.api is not None:
+        kwargs["offset"] = offset.api
+    check_sampler(Case(ts.top_k_top_p_sampling_from_probs, x, False, indices, kwargs,
+                       {"top_k": top_k, "top_p": top_p}, seed, offset, per_out, False),
+                  light=True)
 
 
 @SETTINGS
@@ -483,7 +543,8 @@ def filter_case(draw, from_logits, name):
     V = draw(st.integers(1, MAX_V))
     dtype = draw(dtypes)
     rows_st = logit_rows(V) if from_logits else prob_rows(V)
-    x = torch.tensor([draw(rows_st) for _ in range(B)], dtype=torch.float64).to(dtype)
+    x = draw(layout(torch.tensor([draw(rows_st) for _ in range(B)],
+                                 dtype=torch.float64).to(dtype)))
     if name == "top_k":
         p = draw(top_k_param(B, V))
     elif name == "top_p":
@@ -514,7 +575,7 @@ def assert_close_rows(out: torch.Tensor, expected: list, exact_zeros: bool):
     assert bool(((e - g).abs() <= tol).all()), f"values differ:\n{out}\n{expected}"
 
 
-@settings(SETTINGS, max_examples=200)
+@settings(SETTINGS, max_examples=300)
 @given(filter_case(False, "top_p"))
 def test_top_p_renorm_probs(case):
     x, p = case
@@ -565,7 +626,7 @@ def test_softmax(case):
 # Hand-picked spec points (documentation of the semantics, cheap)
 # --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("seed", range(3))
 def test_top_p_crossing_token_kept_and_tie_boundary(seed):
     """[1/2, 1/4, 1/8, 1/8]: p = 1/2 keeps only token 0 (exclusive mass of token 1
     equals the threshold, so it is dropped); p = 1/2 + 2**-20 keeps 0 and 1."""

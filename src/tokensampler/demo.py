@@ -425,7 +425,7 @@ def generate(model, tokenizer, prompt: str, config: SamplingConfig = SamplingCon
             out = model(input_ids=input_ids, use_cache=True, **{cache_name: cache}, **extra)
             logits = out.logits[:, -1, :].float()
             _synchronize(device)
-            sampled = time.perf_counter()
+            forwarded = time.perf_counter()
             token = sample(logits, seed, None if seed is None else index, generator)
             token_id = int(token[0])
             done = time.perf_counter()
@@ -436,7 +436,7 @@ def generate(model, tokenizer, prompt: str, config: SamplingConfig = SamplingCon
                 extras = {"prob": float(probs[0, token_id]),
                           "kept": kept_set_size(logits, config),
                           "entropy": _entropy(probs)}
-        yield Step(index, token_id, (sampled - start) * 1e3, (done - sampled) * 1e6, **extras)
+        yield Step(index, token_id, (forwarded - start) * 1e3, (done - forwarded) * 1e6, **extras)
         if token_id in stop:
             return
         cache = getattr(out, cache_name)

@@ -1,0 +1,144 @@
+"""Full-size checks on a real GPU (marker ``gpu``; skipped where there is none).
+
+Run on the device machine with ``pytest -m gpu tests/test_gpu.py``. The
+reference backend runs on the GPU too, so comparisons stay fast.
+"""
+
+import math
+
+import pytest
+import torch
+
+import tokensampler as ts
+from test_triton import SAMPLERS
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA/ROCm GPU")]
+DEV = "cuda"
+
+
+def inputs(batch, vocab, seed, dtype=torch.float32, scale=3.0):
+    g = torch.Generator(device=DEV).manual_seed(seed)
+    logits = torch.randn(batch, vocab, generator=g, device=DEV) * scale
+    logits = logits.to(torch.bfloat16).float()
+    logits[:, 1::7] = -float("inf")
+    return logits.to(dtype), torch.softmax(logits, dim=1).to(dtype)
+
+
+def params(batch, vocab, seed):
+    g = torch.Generator(device=DEV).manual_seed(seed)
+    k = torch.randint(-2, vocab + 2, (batch,), generator=g, device=DEV)
+    k = torch.where(torch.rand(batch, generator=g, device=DEV) < 0.5, k % 2000, k)
+    p = torch.rand(batch, generator=g, device=DEV)
+    p = torch.where(p < 0.1, 0.0, torch.where(p > 0.9, 1.0, p))
+    m = torch.rand(batch, generator=g, device=DEV) * 0.5
+    t = torch.rand(batch, generator=g, device=DEV) * 2
+    t = torch.where(t < 0.1, 0.0, t)
+    return k, p, m, t
+
+
+def check(vocab, batch, seed, dtype=torch.float32, names=tuple(SAMPLERS)):
+    logits, probs = inputs(batch, vocab, seed, dtype)
+    k, p, m, t = params(batch, vocab, seed)
+    seeds = dict(seed=torch.arange(batch, device=DEV) + seed, offset=torch.full((batch,), 3, device=DEV))
+    total = mismatched = 0
+    for name in names:
+        fn = SAMPLERS[name]
+        ref, rv = fn(logits, probs, k, p, m, t, return_valid=True, backend="reference", **seeds)
+        got, gv = fn(logits, probs, k, p, m, t, return_valid=True, backend="triton", **seeds)
+        assert torch.equal(gv, rv), name
+        total += batch
+        mismatched += int((got != ref).sum())
+    return total, mismatched
+
+
+@pytest.mark.parametrize("vocab, batch", [(32000, 1024), (128256, 256), (151936, 99), (262144, 64),
+                                          (111, 1024), (1, 3)])
+def test_large_sizes_match_reference(vocab, batch):
+    total, bad = check(vocab, batch, seed=vocab % 1000 + batch)
+    assert bad <= max(1, total // 10000), f"{bad} of {total} tokens differ"
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_inputs(dtype):
+    total, bad = check(128256, 128, seed=2, dtype=dtype)
+    assert bad <= max(1, total // 10000)
+
+
+def test_offsets_beyond_int32():
+    """B x V > 2**31: rows far into the tensor are addressed with 64-bit offsets."""
+    vocab, batch = 262144, 8200
+    x = torch.zeros(batch, vocab, dtype=torch.float16, device=DEV)
+    x[:, 5] = 1.0
+    x[-1, 5] = 0.0
+    x[-1, vocab - 3] = 2.0
+    x[-2, vocab - 1] = 1.0
+    idx = torch.tensor([batch - 1, batch - 2, 0], device=DEV)
+    out = ts.top_p_sampling_from_probs(x, 0.9, indices=idx, seed=1, backend="triton")
+    ref = ts.top_p_sampling_from_probs(x, 0.9, indices=idx, seed=1, backend="reference")
+    assert torch.equal(out, ref)
+    assert out[0].item() == vocab - 3 and out[2].item() == 5
+
+
+def test_cuda_graph_capture_and_replay():
+    vocab, batch = 32000, 16
+    logits, _ = inputs(batch, vocab, 7)
+    static_in = logits.clone()
+    seed = torch.tensor([1], device=DEV)
+    offset = torch.tensor([0], device=DEV)
+    fn = lambda: ts.top_k_top_p_sampling_from_logits(static_in, 50, 0.9, seed=seed, offset=offset,
+                                                      temperature=0.8, backend="triton")
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        fn()
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = fn()
+    for step in range(3):
+        new, _ = inputs(batch, vocab, 100 + step)
+        static_in.copy_(new)
+        seed.fill_(50 + step)
+        offset.fill_(step)
+        graph.replay()
+        eager = ts.top_k_top_p_sampling_from_logits(new, 50, 0.9, seed=50 + step, offset=step,
+                                                    temperature=0.8, backend="triton")
+        assert torch.equal(static_out, eager)
+
+
+def _chi2_pvalue(stat, dof):
+    # Wilson-Hilferty: chi2/dof is close to normal after a cube root.
+    z = ((stat / dof) ** (1 / 3) - (1 - 2 / (9 * dof))) / math.sqrt(2 / (9 * dof))
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def test_frequencies_ten_million_draws():
+    """10**7 draws of one row: chi-square against the exact kept distribution
+    (alpha = 1e-6), nothing outside the kept set, and the lightest kept tokens
+    (probability 1e-6, 4e-6) drawn at their rate within 5 sigma."""
+    vocab = 1000
+    w = torch.rand(vocab, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 0.5
+    w[:10] = torch.tensor([1e-6, 4e-6] + [1e-4] * 8, dtype=torch.float64) * w[10:].sum()
+    w[500:600] = 0.0
+    probs = w.float().to(DEV).unsqueeze(0)
+    n = 10_000_000
+    idx = torch.zeros(n, dtype=torch.int64, device=DEV)
+    for name, call, keep in [
+        ("plain", lambda: ts.sampling_from_probs(probs, indices=idx, seed=123, backend="triton"),
+         w > 0),
+        ("top_k", lambda: ts.top_k_sampling_from_probs(probs, 300, indices=idx, seed=9,
+                                                       backend="triton"),
+         torch.zeros(vocab, dtype=torch.bool).index_fill_(0, torch.sort(-w, stable=True)[1][:300], True)),
+    ]:
+        counts = torch.bincount(call().long(), minlength=vocab).double().cpu()
+        assert counts[~keep].sum() == 0, name
+        q = torch.where(keep, w, 0.0)
+        expected = q / q.sum() * n
+        pos = expected > 0
+        stat = float(((counts[pos] - expected[pos]) ** 2 / expected[pos]).sum())
+        assert _chi2_pvalue(stat, int(pos.sum()) - 1) > 1e-6, (name, stat)
+        if name == "plain":
+            for i in (0, 1):
+                sd = math.sqrt(expected[i])
+                assert abs(counts[i] - expected[i]) < 5 * sd + 1, (i, counts[i], expected[i])

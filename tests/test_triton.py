@@ -1,0 +1,150 @@
+"""Triton kernels against the reference backend, token for token and value for value.
+
+On a CPU machine the kernels run under Triton's interpreter, so sizes are
+chosen for CI's budget; tests/test_gpu.py repeats this at full size on a GPU.
+"""
+
+import pytest
+import torch
+
+import tokensampler as ts
+from helpers import DEVICE, available_backends
+
+pytestmark = pytest.mark.skipif("triton" not in available_backends(DEVICE),
+                                reason="Triton backend unusable here (see tokensampler info)")
+
+# (vocab, batch): irregular sizes the kernel issue names, scaled to the interpreter.
+# The interpreter runs about ten programs a second: batch 99 appears once, below.
+SHAPES = [(1, 9), (2, 9), (111, 9), (1000, 3), (32000, 1)]
+
+
+def make_inputs(batch, vocab, seed, dtype=torch.float32):
+    """Logits with ties (bf16 rounding), -inf masks and a wide dynamic range."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(batch, vocab, generator=g) * torch.rand(batch, 1, generator=g) * 6
+    logits = logits.to(torch.bfloat16).float()                      # many exact ties
+    mask = torch.rand(batch, vocab, generator=g) < 0.3
+    mask[:, 0] = False                                              # keep rows valid
+    logits = logits.masked_fill(mask, -float("inf"))
+    probs = torch.softmax(logits, dim=1)
+    return logits.to(dtype).to(DEVICE), probs.to(dtype).to(DEVICE)
+
+
+def per_row(batch, vocab, seed):
+    """Per-output parameters that hit every edge: disabled, extremes, ordinary."""
+    g = torch.Generator().manual_seed(seed)
+    ks = torch.tensor([0, 1, 2, vocab - 1, vocab, vocab + 1, 50, -3])
+    ps = torch.tensor([0.0, 1.0, 0.5, 0.9, 0.999, 1e-6, 0.25, 0.75])
+    ms = torch.tensor([0.0, 1.0, 0.1, 0.5, -1.0, 1e-3, 0.05, 0.9])
+    ts_ = torch.tensor([0.0, 1.0, 0.5, 1.5, 1e-3, 10.0, 0.7, 2.0])
+    pick = torch.randint(0, 8, (4, batch), generator=g)
+    return (ks[pick[0]].to(DEVICE), ps[pick[1]].to(DEVICE), ms[pick[2]].to(DEVICE),
+            ts_[pick[3]].to(DEVICE))
+
+
+SAMPLERS = {
+    "probs": lambda l, p, k, tp, m, t, **kw: ts.sampling_from_probs(p, **kw),
+    "logits": lambda l, p, k, tp, m, t, **kw: ts.sampling_from_logits(l, temperature=t, **kw),
+    "top_p": lambda l, p, k, tp, m, t, **kw: ts.top_p_sampling_from_probs(p, tp, **kw),
+    "top_k": lambda l, p, k, tp, m, t, **kw: ts.top_k_sampling_from_probs(p, k, **kw),
+    "min_p": lambda l, p, k, tp, m, t, **kw: ts.min_p_sampling_from_probs(p, m, **kw),
+    "kp_first": lambda l, p, k, tp, m, t, **kw: ts.top_k_top_p_sampling_from_probs(p, k, tp, **kw),
+    "kp_joint": lambda l, p, k, tp, m, t, **kw: ts.top_k_top_p_sampling_from_probs(
+        p, k, tp, filter_apply_order="joint", **kw),
+    "logits_kp": lambda l, p, k, tp, m, t, **kw: ts.top_k_top_p_sampling_from_logits(
+        l, k, tp, temperature=t, **kw),
+    "logits_kp_joint": lambda l, p, k, tp, m, t, **kw: ts.top_k_top_p_sampling_from_logits(
+        l, k, tp, temperature=t, filter_apply_order="joint", **kw),
+}
+
+
+def compare_samplers(vocab, batch, seed, scalar, samplers=SAMPLERS, dtype=torch.float32):
+    logits, probs = make_inputs(batch, vocab, seed, dtype)
+    if scalar:
+        params = (min(50, vocab - 1) or 1, 0.9, 0.1, 0.7)
+    else:
+        params = per_row(batch, vocab, seed)
+    seeds = dict(seed=seed * 7919) if scalar else dict(
+        seed=torch.arange(batch, device=DEVICE) * 31 + seed, offset=torch.arange(batch, device=DEVICE))
+    for name, fn in samplers.items():
+        ref, ref_valid = fn(logits, probs, *params, return_valid=True, backend="reference", **seeds)
+        got, got_valid = fn(logits, probs, *params, return_valid=True, backend="triton", **seeds)
+        assert torch.equal(got_valid, ref_valid), name
+        assert torch.equal(got, ref), (name, (got != ref).nonzero().flatten().tolist())
+
+
+@pytest.mark.parametrize("vocab, batch", SHAPES)
+@pytest.mark.parametrize("scalar", [True, False], ids=["scalar", "per_row"])
+def test_samplers_match_reference(vocab, batch, scalar):
+    compare_samplers(vocab, batch, seed=vocab + batch, scalar=scalar)
+
+
+def test_batch_99():
+    compare_samplers(111, 99, seed=99, scalar=False,
+                     samplers={"logits_kp": SAMPLERS["logits_kp"]})
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_inputs(dtype):
+    compare_samplers(333, 5, seed=3, scalar=False, dtype=dtype)
+
+
+def test_largest_vocab_once():
+    """V = 151936 (Qwen's vocabulary): one row through the logits and probs paths."""
+    names = ("logits_kp", "top_p")
+    compare_samplers(151936, 1, seed=5, scalar=True, samplers={n: SAMPLERS[n] for n in names})
+
+
+def test_indices_and_bad_rows():
+    logits, probs = make_inputs(6, 200, seed=9)
+    probs[2, 7] = float("nan")
+    probs[4] = 0.0
+    logits[1] = -float("inf")
+    logits[3, 5] = float("inf")
+    idx = torch.tensor([0, 2, 2, 4, 5, 1, 3, 0] * 4, device=DEVICE)
+    for fn in (lambda **kw: ts.top_k_top_p_sampling_from_probs(probs, 20, 0.8, **kw),
+               lambda **kw: ts.top_k_top_p_sampling_from_logits(logits, 20, 0.8, **kw),
+               lambda **kw: ts.sampling_from_logits(logits, temperature=0.0, **kw)):
+        ref = fn(indices=idx, seed=4, return_valid=True, backend="reference")
+        got = fn(indices=idx, seed=4, return_valid=True, backend="triton")
+        assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+
+
+@pytest.mark.parametrize("vocab, batch", [(1, 5), (111, 9), (1000, 3)])
+def test_filters_match_reference(vocab, batch):
+    logits, probs = make_inputs(batch, vocab, seed=vocab)
+    k, p, _, t = per_row(batch, vocab, seed=vocab)
+    probs[batch - 1] = 0.0  # a bad row: all NaN in every output
+    for name, fn in {
+        "top_p_renorm": lambda b: ts.top_p_renorm_probs(probs, p, backend=b),
+        "top_k_renorm": lambda b: ts.top_k_renorm_probs(probs, k, backend=b),
+        "top_p_renorm_scalar": lambda b: ts.top_p_renorm_probs(probs, 0.6, backend=b),
+        "softmax": lambda b: ts.softmax(logits, t, backend=b),
+    }.items():
+        ref, got = fn("reference"), fn("triton")
+        assert torch.equal(torch.isnan(got), torch.isnan(ref)), name
+        assert torch.equal(got == 0, ref == 0), name                    # same kept sets
+        assert torch.allclose(got, ref, rtol=1e-5, atol=1e-30, equal_nan=True), name
+    for kk in (k, 3, 0):
+        ref = ts.top_k_mask_logits(logits, kk, backend="reference")
+        got = ts.top_k_mask_logits(logits, kk, backend="triton")
+        assert torch.equal(got, ref)
+
+
+def test_out_of_range_device_values_make_rows_invalid():
+    """What params.py leaves unchecked on accelerators, the kernels report as invalid.
+
+    On the CPU the check happens on the host, so this drives the backend directly.
+    """
+    from tokensampler import dispatch
+    from tokensampler.params import sampling_call
+
+    logits, probs = make_inputs(4, 50, seed=1)
+    call = sampling_call("t", probs, from_logits=False, top_p=torch.full((4,), 0.5, device=DEVICE),
+                         seed=1)
+    bad_p = torch.tensor([0.5, 1.5, float("nan"), -0.1], device=DEVICE)
+    call = type(call)(**{**call.__dict__, "top_p": bad_p})
+    for backend in ("reference", "triton"):
+        out, valid = dispatch._load(backend).sample(call)
+        assert valid.tolist() == [True, False, False, False], backend
+        assert out[1:].tolist() == [0, 0, 0], backend
