@@ -109,20 +109,29 @@ def provider_fns(op, flashinfer):
 
     fns["tokensampler"] = ts_fn
     if flashinfer is not None:
+        import inspect
+
         fs = flashinfer.sampling
+        # seed/offset arrived after 0.5.3; without them FlashInfer draws from
+        # torch's generator, as engines using it do.
+        takes_seed = "seed" in inspect.signature(fs.sampling_from_probs).parameters
 
         def fi_fn(x, seed, offset):
+            kw = dict(seed=seed, offset=offset) if takes_seed else {}
+            return _fi_call(x, **kw)
+
+        def _fi_call(x, **kw):
             if op == "joint_logits":
-                return fs.top_k_top_p_sampling_from_logits(x, k, p, seed=seed, offset=offset)
+                return fs.top_k_top_p_sampling_from_logits(x, k, p, **kw)
             if k is not None and p is not None:
-                return fs.top_k_top_p_sampling_from_probs(x, k, p, seed=seed, offset=offset)
+                return fs.top_k_top_p_sampling_from_probs(x, k, p, **kw)
             if p is not None:
-                return fs.top_p_sampling_from_probs(x, p, seed=seed, offset=offset)
+                return fs.top_p_sampling_from_probs(x, p, **kw)
             if k is not None:
-                return fs.top_k_sampling_from_probs(x, k, seed=seed, offset=offset)
+                return fs.top_k_sampling_from_probs(x, k, **kw)
             if mp is not None:
-                return fs.min_p_sampling_from_probs(x, mp, seed=seed, offset=offset)
-            return fs.sampling_from_probs(x, seed=seed, offset=offset)
+                return fs.min_p_sampling_from_probs(x, mp, **kw)
+            return fs.sampling_from_probs(x, **kw)
 
         fns["flashinfer"] = fi_fn
     fns["torch_sort"] = lambda x, seed, offset: torch_sort_path(x, from_logits, k, p, mp)
