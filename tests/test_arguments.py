@@ -135,3 +135,13 @@ def test_errors_are_tokensampler_errors():
         ts.top_p_sampling_from_probs(P, 3.0)
     with pytest.raises(ts.TokenSamplerError):
         ts.top_k_sampling_from_probs(P, 2.5)
+
+
+def test_numbers_and_tensors_are_checked_alike():
+    """Both are rounded to float32 first: 1 + 1e-10 is top_p = 1 in either form."""
+    x = torch.tensor([[0.5, 0.25, 0.25]])
+    for value in (1.0000000001, torch.tensor([1.0000000001], dtype=torch.float64)):
+        assert ts.top_p_sampling_from_probs(x, value, seed=0).shape == (1,)
+    for value in (1.0001, torch.tensor([1.0001], dtype=torch.float64)):
+        with raises(ValueError, "top_p"):
+            ts.top_p_sampling_from_probs(x, value, seed=0)

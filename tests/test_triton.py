@@ -76,6 +76,9 @@ def compare_samplers(vocab, batch, seed, scalar, samplers=SAMPLERS, dtype=torch.
 @pytest.mark.parametrize("vocab, batch", SHAPES)
 @pytest.mark.parametrize("scalar", [True, False], ids=["scalar", "per_row"])
 def test_samplers_match_reference(vocab, batch, scalar):
+    if vocab > 4096 and not scalar and DEVICE == "cpu":
+        pytest.skip("per-row parameters at V > 4096 take minutes in the interpreter; "
+                    "tests/test_gpu.py covers them")
     compare_samplers(vocab, batch, seed=vocab + batch, scalar=scalar)
 
 

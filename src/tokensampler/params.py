@@ -25,6 +25,7 @@ from .errors import ArgumentError, ArgumentTypeError
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 FILTER_ORDERS = ("top_k_first", "joint")
+FLOAT32_MAX = 3.4028234663852886e38
 
 Number = Union[int, float]
 Param = Union[int, float, torch.Tensor, None]
@@ -123,10 +124,12 @@ def float_param(op: str, name: str, value, n: int, device, lo: float, hi: float,
         return t
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _type_fail(op, name, f"a float or a tensor of shape ({n},)", type(value).__name__)
-    v = float(value)
+    # Checked after rounding to float32, as tensors are, so a value means the
+    # same whether it comes as a number or in a tensor.
+    v = f32(float(value))
     if math.isnan(v) or not lo <= v <= hi:
         raise _fail(op, name, expected, value)
-    return f32(v)
+    return v
 
 
 def top_k_param(op: str, value, n: int, vocab: int, device) -> Union[int, torch.Tensor, None]:
@@ -151,7 +154,7 @@ def min_p_param(op: str, value, n: int, device):
 def temperature_param(op: str, value, n: int, device):
     if value is None:
         return 1.0
-    return float_param(op, "temperature", value, n, device, 0.0, 3.0e38,
+    return float_param(op, "temperature", value, n, device, 0.0, FLOAT32_MAX,
                        "finite and >= 0 (0 means greedy)")
 
 

@@ -13,9 +13,12 @@ import torch
 import triton
 
 from ..params import FilterCall, SamplingCall
-from .kernels import filter_kernel, sample_kernel
+from . import chunked
+from .kernels import filter_kernel
 
 name = "triton"
+CAP = 4096      # most candidate slots per row in the pruned top-k / top-p path
+GROUP = 32      # tokens per group maximum
 
 
 def _block(vocab: int) -> int:
@@ -38,12 +41,21 @@ def _param(value, dummy: torch.Tensor, default):
     return dummy, default if value is None else value, False
 
 
+def _chunk(vocab: int) -> int:
+    return max(GROUP, min(4096, triton.next_power_of_2(vocab)))
+
+
 def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
+    """Route by filter: plain (1 read), min-p (2 reads), top-k/top-p (2 reads + candidates).
+
+    Workspaces are sized by shapes alone, so the call can be graph-captured.
+    """
     x = _rows(call.x)
     batch, vocab = x.shape
     n = call.num_outputs
-    out = torch.empty(n, dtype=torch.int32, device=x.device)
-    valid = torch.empty(n, dtype=torch.int8, device=x.device)
+    dev = x.device
+    out = torch.empty(n, dtype=torch.int32, device=dev)
+    valid = torch.empty(n, dtype=torch.int8, device=dev)
     if n == 0:
         return out, valid.bool()
     dummy = call.seed
@@ -51,16 +63,58 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     p_ptr, p_val, p_row = _param(call.top_p, dummy, 1.0)
     m_ptr, m_val, m_row = _param(call.min_p, dummy, 0.0)
     t_ptr, t_val, t_row = _param(call.temperature, dummy, 1.0)
+    chunk = _chunk(vocab)
+    n_chunks = triton.cdiv(vocab, chunk)
+    # Size-class constants: every V up to 262144 shares one compiled variant.
+    cp2 = max(64, triton.next_power_of_2(n_chunks)) if n_chunks > 1 else 1
+    warps = 8 if chunk >= 2048 else 4
+    idx = call.indices if call.indices is not None else dummy
+    seeds = (call.seed, int(call.seed.shape[0] > 1), call.offset, int(call.offset.shape[0] > 1))
+    flags = dict(HAS_INDICES=call.indices is not None, FROM_LOGITS=call.from_logits, T_ROW=t_row)
+    part_i = torch.empty(n * n_chunks * 6, dtype=torch.int32, device=dev)
+    part_f = torch.empty(n * n_chunks * 3, dtype=torch.float32, device=dev)
+    best_f = torch.empty(n * n_chunks, dtype=torch.float32, device=dev)
+    best_i = torch.empty(n * n_chunks, dtype=torch.int32, device=dev)
+    filtered = call.top_k is not None or call.top_p is not None
+    g_per_chunk = chunk // GROUP
+    gm = (torch.empty(n * n_chunks * g_per_chunk, dtype=torch.int32, device=dev) if filtered
+          else part_i)
+    grid = (n, n_chunks)
+    plain = not filtered and call.min_p is None
+    chunked.stats_kernel[grid](
+        x, x.stride(0), vocab, batch, n_chunks, idx, t_ptr, t_val, part_i, part_f, gm, *seeds,
+        best_f, best_i, WITH_GM=filtered, WITH_RACE=plain, STREAM_IS_POS=not call.seed_per_output,
+        CHUNK=chunk, GROUP=GROUP, num_warps=warps, **flags)
+    common = (x, x.stride(0), vocab, batch, n_chunks, idx)
+    if not filtered:
+        if not plain:
+            chunked.race_kernel[grid](
+                *common, m_ptr, m_val, t_ptr, t_val, part_i, part_f, *seeds, best_f, best_i,
+                MINP_ROW=m_row, STREAM_IS_POS=not call.seed_per_output, CHUNK=chunk, CP2=cp2,
+                num_warps=warps, **flags)
+        chunked.final_kernel[(n,)](
+            part_i, part_f, best_f, best_i, n_chunks, batch, idx, x.stride(0), m_ptr, m_val,
+            t_ptr, t_val, out, valid, HAS_MINP=not plain, MINP_ROW=m_row, LOCAL_SCALE=plain,
+            CP2=cp2, **flags)
+        return out, valid.bool()
+    cap = min(CAP, max(16, triton.next_power_of_2(vocab)))  # V <= cap never overflows
+    plan = torch.empty(n, dtype=torch.int32, device=dev)
+    count = torch.zeros(n, dtype=torch.int32, device=dev)
+    cand = torch.empty(n * cap, dtype=torch.int64, device=dev)
+    fk = dict(HAS_K=call.top_k is not None, K_ROW=k_row, HAS_P=call.top_p is not None,
+              P_ROW=p_row, JOINT=call.joint, CP2=cp2)
+    chunked.plan_kernel[(n,)](
+        part_i, part_f, gm, plan, n_chunks, batch, idx, x.stride(0), k_ptr, k_val, p_ptr, p_val,
+        t_ptr, t_val, GP2=cp2 * g_per_chunk,
+        G_PER_CHUNK=g_per_chunk, num_warps=8, **fk, **flags)
+    chunked.compact_kernel[grid](
+        *common, plan, count, cand, HAS_INDICES=call.indices is not None,
+        FROM_LOGITS=call.from_logits, CHUNK=chunk, CAP=cap, num_warps=warps)
     block = _block(vocab)
-    sample_kernel[(n,)](
-        x, x.stride(0), vocab, batch,
-        call.indices if call.indices is not None else dummy, out, valid,
-        call.seed, int(call.seed.shape[0] > 1), call.offset, int(call.offset.shape[0] > 1),
-        k_ptr, k_val, p_ptr, p_val, m_ptr, m_val, t_ptr, t_val,
-        HAS_INDICES=call.indices is not None, FROM_LOGITS=call.from_logits,
-        HAS_K=call.top_k is not None, K_ROW=k_row, HAS_P=call.top_p is not None, P_ROW=p_row,
-        HAS_MINP=call.min_p is not None, MINP_ROW=m_row, T_ROW=t_row, JOINT=call.joint,
-        STREAM_IS_POS=not call.seed_per_output, BLOCK=block, num_warps=_warps(block))
+    chunked.select_kernel[(n,)](
+        *common, part_i, part_f, plan, count, cand, *seeds, out, valid, k_ptr, k_val, p_ptr,
+        p_val, m_ptr, m_val, t_ptr, t_val, HAS_MINP=call.min_p is not None, MINP_ROW=m_row,
+        STREAM_IS_POS=not call.seed_per_output, CAP=cap, BLOCK=block, num_warps=8, **fk, **flags)
     return out, valid.bool()
 
 

@@ -111,6 +111,63 @@ def _param(ptr, val, j, ON: tl.constexpr, PER_ROW: tl.constexpr, DTYPE: tl.const
 
 
 @triton.jit
+def sample_row(x_ptr, row_off, V, j, k, p, mp, kmax, kmin, amax, n_pos, vmax, ref, mul, total,
+               seed, offset, HAS_K: tl.constexpr, HAS_P: tl.constexpr, HAS_MINP: tl.constexpr,
+               JOINT: tl.constexpr, STREAM_IS_POS: tl.constexpr, FROM_LOGITS: tl.constexpr,
+               BLOCK: tl.constexpr):
+    """One program, one valid row: the kept prefix (0-16 search passes), then the race (1 pass).
+
+    Also the bounded fallback of the pruned path (prune.py) when its candidate
+    buffer overflows.
+    """
+    token = amax
+    t, r, length, _ = _prefix(x_ptr, row_off, V, k, p, kmax, kmin, n_pos, ref, mul, total,
+                              HAS_K, HAS_P, JOINT, False, FROM_LOGITS, BLOCK)
+    if HAS_MINP:
+        min_p_floor = _min_p_floor(mp, vmax)
+    if length > 1:
+        if STREAM_IS_POS:
+            stream = j
+        else:
+            stream = j * 0
+        best = tl.full([], float("-inf"), tl.float32)
+        best_i = amax
+        ties = tl.zeros([], tl.int32)
+        for start in range(0, V, BLOCK):
+            cols = start + tl.arange(0, BLOCK)
+            v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
+            pos = row.positive(v, inb, FROM_LOGITS)
+            key = row.order_key(v, FROM_LOGITS).to(tl.int64)
+            tie = (pos & (key == t)).to(tl.int32)
+            rank = ties + tl.cumsum(tie, axis=0) - tie
+            ties += tl.sum(tie)
+            keep = pos & ((key > t) | ((tie > 0) & (rank < r)))
+            if HAS_MINP:
+                keep &= v >= min_p_floor
+            if tl.max(keep.to(tl.int32)) > 0:
+                e = trng.exponential(trng.block_bits(start, BLOCK, seed, offset, stream))
+                race = race_key(v, e, ref, mul, FROM_LOGITS)
+                race = tl.where(keep, race, float("-inf"))
+                bk = tl.max(race)
+                bi = tl.min(tl.where(race == bk, cols, 2147483647))
+                better = bk > best
+                best_i = tl.where(better, bi, best_i)
+                best = tl.where(better, bk, best)
+        token = best_i
+    return token
+
+
+@triton.jit
+def race_key(v, e, ref, mul, FROM_LOGITS: tl.constexpr):
+    """The exponential race key, monotone in w / E: logits in the log domain
+    (no overflow at any temperature), probs as scaled weight over E (IEEE division)."""
+    if FROM_LOGITS:
+        return (v - ref) * mul - tl.log(e)
+    else:
+        return tl.math.div_rn(v * mul, e)
+
+
+@triton.jit
 def sample_kernel(x_ptr, stride_row, V, B, idx_ptr, out_ptr, valid_ptr,
                   seed_ptr, seed_step, off_ptr, off_step,
                   k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_val, t_ptr, t_val,
@@ -146,44 +203,11 @@ def sample_kernel(x_ptr, stride_row, V, B, idx_ptr, out_ptr, valid_ptr,
     ok &= (bad == 0) & (n_pos > 0)
     token = amax
     if ok & ~greedy:
-        t, r, length, _ = _prefix(x_ptr, row_off, V, k, p, kmax, kmin, n_pos, ref, mul, total,
-                                  HAS_K, HAS_P, JOINT, False, FROM_LOGITS, BLOCK)
-        if HAS_MINP:
-            min_p_floor = _min_p_floor(mp, vmax)
-        if length > 1:
-            seed = tl.load(seed_ptr + j * seed_step)
-            offset = tl.load(off_ptr + j * off_step)
-            if STREAM_IS_POS:
-                stream = j
-            else:
-                stream = j * 0
-            best = tl.full([], float("-inf"), tl.float32)
-            best_i = amax
-            ties = tl.zeros([], tl.int32)
-            for start in range(0, V, BLOCK):
-                cols = start + tl.arange(0, BLOCK)
-                v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
-                pos = row.positive(v, inb, FROM_LOGITS)
-                key = row.order_key(v, FROM_LOGITS).to(tl.int64)
-                tie = (pos & (key == t)).to(tl.int32)
-                rank = ties + tl.cumsum(tie, axis=0) - tie
-                ties += tl.sum(tie)
-                keep = pos & ((key > t) | ((tie > 0) & (rank < r)))
-                if HAS_MINP:
-                    keep &= v >= min_p_floor
-                if tl.max(keep.to(tl.int32)) > 0:
-                    e = trng.exponential(trng.block_bits(start, BLOCK, seed, offset, stream))
-                    if FROM_LOGITS:
-                        race = (v - ref) * mul - tl.log(e)
-                    else:
-                        race = tl.math.div_rn(v * mul, e)
-                    race = tl.where(keep, race, float("-inf"))
-                    bk = tl.max(race)
-                    bi = tl.min(tl.where(race == bk, cols, 2147483647))
-                    better = bk > best
-                    best_i = tl.where(better, bi, best_i)
-                    best = tl.where(better, bk, best)
-            token = best_i
+        seed = tl.load(seed_ptr + j * seed_step)
+        offset = tl.load(off_ptr + j * off_step)
+        token = sample_row(x_ptr, row_off, V, j, k, p, mp, kmax, kmin, amax, n_pos, vmax, ref,
+                           mul, total, seed, offset, HAS_K, HAS_P, HAS_MINP, JOINT,
+                           STREAM_IS_POS, FROM_LOGITS, BLOCK)
     tl.store(out_ptr + j, tl.where(ok, token, 0).to(tl.int32))
     tl.store(valid_ptr + j, ok.to(tl.int8))
 

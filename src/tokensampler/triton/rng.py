@@ -32,6 +32,20 @@ def philox(c0, c1, c2, c3, k0, k1):
 
 
 @triton.jit
+def _philox_at(groups, seed, offset, stream):
+    """The four words of Philox call ``groups`` (uint32 tensor) of one output."""
+    zero = groups * 0
+    s = seed.to(tl.uint64, bitcast=True)
+    o = offset.to(tl.uint64, bitcast=True)
+    k0 = zero + (s & 0xFFFFFFFF).to(tl.uint32)
+    k1 = zero + (s >> 32).to(tl.uint32)
+    c1 = zero + stream.to(tl.uint32)
+    c2 = zero + (o & 0xFFFFFFFF).to(tl.uint32)
+    c3 = zero + (o >> 32).to(tl.uint32)
+    return philox(groups, c1, c2, c3, k0, k1)
+
+
+@triton.jit
 def block_bits(start, BLOCK: tl.constexpr, seed, offset, stream):
     """Random bits (uint32) of tokens ``start .. start + BLOCK - 1``.
 
@@ -39,18 +53,19 @@ def block_bits(start, BLOCK: tl.constexpr, seed, offset, stream):
     the words are interleaved back into token order.
     """
     groups = (start // 4 + tl.arange(0, BLOCK // 4)).to(tl.uint32)
-    zero = groups * 0
-    s = seed.to(tl.uint64, bitcast=True)
-    o = offset.to(tl.uint64, bitcast=True)
-    k0 = (zero + (s & 0xFFFFFFFF).to(tl.uint32))
-    k1 = (zero + (s >> 32).to(tl.uint32))
-    c1 = zero + stream.to(tl.uint32)
-    c2 = zero + (o & 0xFFFFFFFF).to(tl.uint32)
-    c3 = zero + (o >> 32).to(tl.uint32)
-    w0, w1, w2, w3 = philox(groups, c1, c2, c3, k0, k1)
-    # join appends a trailing axis: [g, i, j] = (w0, w2 | w1, w3)[j][i] -> 4g + 2i + j
+    w0, w1, w2, w3 = _philox_at(groups, seed, offset, stream)
+    # join appends a trailing axis, so [g, a, b] holds (w0, w2 | w1, w3)[b][a]
+    # and flattens to w0, w1, w2, w3 at 4g .. 4g + 3.
     words = tl.join(tl.join(w0, w2), tl.join(w1, w3))
     return tl.reshape(words, (BLOCK,))
+
+
+@triton.jit
+def token_bits(tokens, seed, offset, stream):
+    """Random bits (uint32) of arbitrary token ids (int32 tensor): one Philox call each."""
+    w0, w1, w2, w3 = _philox_at((tokens // 4).to(tl.uint32), seed, offset, stream)
+    lane = tokens % 4
+    return tl.where(lane == 0, w0, tl.where(lane == 1, w1, tl.where(lane == 2, w2, w3)))
 
 
 @triton.jit

@@ -80,8 +80,9 @@ def pow2(n):
 
 @triton.jit
 def exponent(v):
-    """floor(log2(v)) for normal v > 0 (-127 for zero and denormals)."""
-    return ((v.to(tl.int32, bitcast=True) >> 23) & 0xFF) - 127
+    """floor(log2(v)) for normal v > 0 (-127 for zero and denormals), capped at 126
+    so that the scale 2**-exponent stays a normal float."""
+    return tl.minimum(((v.to(tl.int32, bitcast=True) >> 23) & 0xFF) - 127, 126)
 
 
 @triton.jit
