@@ -291,10 +291,15 @@ def plot(rows, meta, path):
                 ax.plot(*zip(*pts), marker="o", label=prov)
         ax.set(title=f"{op}, V={vocab}", xscale="log", yscale="log", xlabel="batch",
                ylabel="µs")
-    axes.flat[0].legend(fontsize=7)
+    handles = {}
+    for ax in axes.flat:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles),
+               fontsize=8)
     fig.suptitle(f"{meta['gpu']}: torch {meta['torch']}, triton {meta['triton']}, "
                  f"flashinfer {meta['flashinfer']}", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=110)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tokensampler import dispatch
@@ -42,3 +43,13 @@ TRITON_DRAWS = 8
 
 def row(*values, dtype=torch.float32) -> torch.Tensor:
     return torch.tensor([values], dtype=dtype)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread for the module: on a small shared machine OpenMP
+    spinning with two threads is several times slower at these sizes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

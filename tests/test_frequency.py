@@ -30,20 +30,13 @@ import pytest
 import torch
 
 import bruteforce as bf
+from helpers import one_thread  # noqa: F401  (autouse fixture)
 import tokensampler as ts
 
 ALPHA = 1e-4
 N = 200_000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a small shared machine OpenMP spinning with two
-    threads is several times slower for these sizes. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------

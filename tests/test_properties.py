@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 import bruteforce as bf
+from helpers import one_thread  # noqa: F401  (autouse fixture)
 import tokensampler as ts
 from tokensampler import rng
 
@@ -33,14 +34,6 @@ SETTINGS = settings(max_examples=150, deadline=None,
 INF, NAN = math.inf, math.nan
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a small shared machine OpenMP spinning with two
-    threads is several times slower for these sizes. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 MAX_V = 40

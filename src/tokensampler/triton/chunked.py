@@ -31,7 +31,7 @@ import triton.language as tl
 
 from . import rng as trng
 from . import row
-from .kernels import KEY_NONE, _min_p_floor, _param, race_key, sample_row
+from .kernels import _min_p_floor, _param, race_key, sample_row, stream_of
 
 NI: tl.constexpr = tl.constexpr(6)   # int32 partials per chunk
 NF: tl.constexpr = tl.constexpr(3)   # float32 partials per chunk
@@ -101,6 +101,26 @@ def combine_stats(pi_ptr, pf_ptr, j, C, inv_t, FROM_LOGITS: tl.constexpr, CP2: t
     return bad, kmax, kmin, amax, n_pos, n_max, vmax, ref, mul, total
 
 
+@triton.jit
+def chunk_race(v, keep, cols, j, c, seed_ptr, seed_step, off_ptr, off_step, ref, mul,
+               best_f_ptr, best_i_ptr, base, STREAM_IS_POS: tl.constexpr,
+               FROM_LOGITS: tl.constexpr, CHUNK: tl.constexpr):
+    """Store chunk (j, c)'s race winner among ``keep`` (-inf, INT_MAX when none);
+    Philox runs only when something is kept."""
+    best = tl.full([], float("-inf"), tl.float32)
+    best_i = tl.full([], INT_MAX, tl.int32)
+    if tl.max(keep.to(tl.int32)) > 0:
+        seed = tl.load(seed_ptr + j * seed_step)
+        offset = tl.load(off_ptr + j * off_step)
+        stream = stream_of(j, STREAM_IS_POS)
+        ex = trng.exponential(trng.block_bits(c * CHUNK, CHUNK, seed, offset, stream))
+        race = tl.where(keep, race_key(v, ex, ref, mul, FROM_LOGITS), float("-inf"))
+        best = tl.max(race)
+        best_i = tl.min(tl.where(race == best, cols, INT_MAX))
+    tl.store(best_f_ptr + base, best)
+    tl.store(best_i_ptr + base, best_i)
+
+
 @triton.jit(do_not_specialize=_SIZES)
 def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_ptr, gm_ptr,
                  seed_ptr, seed_step, off_ptr, off_step, best_f_ptr, best_i_ptr,
@@ -149,25 +169,14 @@ def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_p
         gk = tl.max(tl.reshape(tl.where(pos, key, INT_MIN), (G, GROUP)), axis=1)
         tl.store(gm_ptr + base * G + tl.arange(0, G), gk)
     if WITH_RACE:
-        best = tl.full([], float("-inf"), tl.float32)
-        best_i = tl.full([], INT_MAX, tl.int32)
-        if (tl.max(pos.to(tl.int32)) > 0) & ~greedy:
-            seed = tl.load(seed_ptr + j * seed_step)
-            offset = tl.load(off_ptr + j * off_step)
-            if STREAM_IS_POS:
-                stream = j
-            else:
-                stream = j * 0
-            ex = trng.exponential(trng.block_bits(c * CHUNK, CHUNK, seed, offset, stream))
-            if FROM_LOGITS:
-                race = race_key(v, ex, safe, inv_t, True)
-            else:
-                race = race_key(v, ex, 0.0, row.pow2(-e), False)
-            race = tl.where(pos, race, float("-inf"))
-            best = tl.max(race)
-            best_i = tl.min(tl.where(race == best, cols, INT_MAX))
-        tl.store(best_f_ptr + base, best)
-        tl.store(best_i_ptr + base, best_i)
+        if FROM_LOGITS:
+            ref = safe
+            mul = inv_t
+        else:
+            ref = 0.0
+            mul = row.pow2(-e)
+        chunk_race(v, pos & ~greedy, cols, j, c, seed_ptr, seed_step, off_ptr, off_step, ref, mul,
+                   best_f_ptr, best_i_ptr, base, STREAM_IS_POS, FROM_LOGITS, CHUNK)
 
 
 @triton.jit(do_not_specialize=_SIZES)
@@ -184,27 +193,13 @@ def race_kernel(x_ptr, stride_row, V, B, C, idx_ptr, mp_ptr, mp_val, t_ptr, t_va
         HAS_INDICES, False, False, False, False, True, MINP_ROW, FROM_LOGITS, T_ROW)
     bad, kmax, kmin, amax, n_pos, n_max, vmax, ref, mul, total = combine_stats(
         pi_ptr, pf_ptr, j, C, inv_t, FROM_LOGITS, CP2)
-    base = (j * C + c).to(tl.int64)
-    best = tl.full([], float("-inf"), tl.float32)
-    best_i = tl.full([], INT_MAX, tl.int32)
-    if ok & (bad == 0) & (n_pos > 0) & ~greedy:
-        floor = _min_p_floor(mp, vmax)
-        cols = c * CHUNK + tl.arange(0, CHUNK)
-        v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
-        keep = row.positive(v, inb, FROM_LOGITS) & (v >= floor)
-        if tl.max(keep.to(tl.int32)) > 0:
-            seed = tl.load(seed_ptr + j * seed_step)
-            offset = tl.load(off_ptr + j * off_step)
-            if STREAM_IS_POS:
-                stream = j
-            else:
-                stream = j * 0
-            ex = trng.exponential(trng.block_bits(c * CHUNK, CHUNK, seed, offset, stream))
-            race = tl.where(keep, race_key(v, ex, ref, mul, FROM_LOGITS), float("-inf"))
-            best = tl.max(race)
-            best_i = tl.min(tl.where(race == best, cols, INT_MAX))
-    tl.store(best_f_ptr + base, best)
-    tl.store(best_i_ptr + base, best_i)
+    cols = c * CHUNK + tl.arange(0, CHUNK)
+    v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
+    usable = ok & (bad == 0) & (n_pos > 0) & ~greedy
+    keep = usable & row.positive(v, inb, FROM_LOGITS) & (v >= _min_p_floor(mp, vmax))
+    chunk_race(v, keep, cols, j, c, seed_ptr, seed_step, off_ptr, off_step, ref, mul,
+               best_f_ptr, best_i_ptr, (j * C + c).to(tl.int64), STREAM_IS_POS, FROM_LOGITS,
+               CHUNK)
 
 
 @triton.jit(do_not_specialize=_SIZES)
@@ -387,11 +382,7 @@ def select_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
                 fallback = (last_kept > 0) & (count < n_pos) & ~(k_on & (k <= count))
             if HAS_MINP:
                 keep &= v >= _min_p_floor(mp, vmax)
-            if STREAM_IS_POS:
-                stream = j
-            else:
-                stream = j * 0
-            e = trng.exponential(trng.token_bits(idx, seed, offset, stream))
+            e = trng.exponential(trng.token_bits(idx, seed, offset, stream_of(j, STREAM_IS_POS)))
             race = tl.where(keep, race_key(v, e, ref, mul, FROM_LOGITS), float("-inf"))
             best = tl.max(race)
             token = tl.min(tl.where(keep & (race == best), idx, INT_MAX))

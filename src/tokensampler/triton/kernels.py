@@ -1,6 +1,7 @@
-"""Triton kernels: one program per output row.
+"""Single-program-per-row kernels: renorm / mask / softmax, and the bounded
+fallback of the pruned sampler (``sample_row``).
 
-Both kernels run the same plan over their row:
+Plan over one row:
 
 1. ``row.stats``: one pass.
 2. The kept prefix of the order, as a threshold key ``t`` plus ``r``, the
@@ -14,7 +15,7 @@ Both kernels run the same plan over their row:
 
 Worst case per row: 1 + 8 (+ 8 when top-k and top-p are both active) + 1
 passes. No loop waits on a float comparison; there is no communication
-between programs.
+between programs. The sampling entry point for callers is chunked.py.
 """
 
 import triton
@@ -111,6 +112,29 @@ def _param(ptr, val, j, ON: tl.constexpr, PER_ROW: tl.constexpr, DTYPE: tl.const
 
 
 @triton.jit
+def stream_of(j, STREAM_IS_POS: tl.constexpr):
+    """The Philox stream word of output j (rng.py): its position, or 0 with per-output seeds."""
+    if STREAM_IS_POS:
+        return j
+    return j * 0
+
+
+@triton.jit
+def kept_in_block(v, inb, t, r, ties, FROM_LOGITS: tl.constexpr):
+    """Kept mask of one block of the prefix (key > t, or among the first r ties at t).
+
+    ``ties`` counts the ties seen in earlier blocks (blocks go in index order);
+    returns the mask and the updated count.
+    """
+    pos = row.positive(v, inb, FROM_LOGITS)
+    key = row.order_key(v, FROM_LOGITS).to(tl.int64)
+    tie = (pos & (key == t)).to(tl.int32)
+    rank = ties + tl.cumsum(tie, axis=0) - tie
+    keep = pos & ((key > t) | ((tie > 0) & (rank < r)))
+    return keep, ties + tl.sum(tie)
+
+
+@triton.jit
 def sample_row(x_ptr, row_off, V, j, k, p, mp, kmax, kmin, amax, n_pos, vmax, ref, mul, total,
                seed, offset, HAS_K: tl.constexpr, HAS_P: tl.constexpr, HAS_MINP: tl.constexpr,
                JOINT: tl.constexpr, STREAM_IS_POS: tl.constexpr, FROM_LOGITS: tl.constexpr,
@@ -126,22 +150,14 @@ def sample_row(x_ptr, row_off, V, j, k, p, mp, kmax, kmin, amax, n_pos, vmax, re
     if HAS_MINP:
         min_p_floor = _min_p_floor(mp, vmax)
     if length > 1:
-        if STREAM_IS_POS:
-            stream = j
-        else:
-            stream = j * 0
+        stream = stream_of(j, STREAM_IS_POS)
         best = tl.full([], float("-inf"), tl.float32)
         best_i = amax
         ties = tl.zeros([], tl.int32)
         for start in range(0, V, BLOCK):
             cols = start + tl.arange(0, BLOCK)
             v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
-            pos = row.positive(v, inb, FROM_LOGITS)
-            key = row.order_key(v, FROM_LOGITS).to(tl.int64)
-            tie = (pos & (key == t)).to(tl.int32)
-            rank = ties + tl.cumsum(tie, axis=0) - tie
-            ties += tl.sum(tie)
-            keep = pos & ((key > t) | ((tie > 0) & (rank < r)))
+            keep, ties = kept_in_block(v, inb, t, r, ties, FROM_LOGITS)
             if HAS_MINP:
                 keep &= v >= min_p_floor
             if tl.max(keep.to(tl.int32)) > 0:
@@ -165,51 +181,6 @@ def race_key(v, e, ref, mul, FROM_LOGITS: tl.constexpr):
         return (v - ref) * mul - tl.log(e)
     else:
         return tl.math.div_rn(v * mul, e)
-
-
-@triton.jit
-def sample_kernel(x_ptr, stride_row, V, B, idx_ptr, out_ptr, valid_ptr,
-                  seed_ptr, seed_step, off_ptr, off_step,
-                  k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_val, t_ptr, t_val,
-                  HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr,
-                  HAS_K: tl.constexpr, K_ROW: tl.constexpr, HAS_P: tl.constexpr,
-                  P_ROW: tl.constexpr, HAS_MINP: tl.constexpr, MINP_ROW: tl.constexpr,
-                  T_ROW: tl.constexpr, JOINT: tl.constexpr, STREAM_IS_POS: tl.constexpr,
-                  BLOCK: tl.constexpr):
-    """Output ``j`` = program ``j``: the race winner among row ``indices[j]``'s kept tokens.
-
-    Passes over the row: stats 1, thresholds 0-16 (see module doc), race 1;
-    the race skips Philox for blocks with no kept token.
-    """
-    j = tl.program_id(0)
-    if HAS_INDICES:
-        rid = tl.load(idx_ptr + j)
-    else:
-        rid = j.to(tl.int64)
-    ok = (rid >= 0) & (rid < B)
-    row_off = tl.where(ok, rid, 0).to(tl.int64) * stride_row
-    k = _param(k_ptr, k_val, j, HAS_K, K_ROW, tl.int32)
-    p = _param(p_ptr, p_val, j, HAS_P, P_ROW, tl.float32)
-    mp = _param(mp_ptr, mp_val, j, HAS_MINP, MINP_ROW, tl.float32)
-    temp = _param(t_ptr, t_val, j, FROM_LOGITS, T_ROW, tl.float32)
-    # Out-of-range per-request values reach here only from accelerator tensors
-    # (params.py checks CPU ones): the row is reported invalid, never used.
-    ok &= ~((p != p) | (p < 0.0) | (p > 1.0) | (mp != mp) | (mp > 1.0))
-    ok &= ~((temp != temp) | (temp < 0.0) | (temp == float("inf")))
-    greedy = FROM_LOGITS & (temp == 0.0)
-    inv_t = tl.math.div_rn(1.0, tl.where(temp > 0.0, temp, 1.0))
-    bad, kmax, kmin, amax, n_pos, n_max, vmax, ref, mul, total = row.stats(
-        x_ptr, row_off, V, inv_t, FROM_LOGITS, BLOCK)
-    ok &= (bad == 0) & (n_pos > 0)
-    token = amax
-    if ok & ~greedy:
-        seed = tl.load(seed_ptr + j * seed_step)
-        offset = tl.load(off_ptr + j * off_step)
-        token = sample_row(x_ptr, row_off, V, j, k, p, mp, kmax, kmin, amax, n_pos, vmax, ref,
-                           mul, total, seed, offset, HAS_K, HAS_P, HAS_MINP, JOINT,
-                           STREAM_IS_POS, FROM_LOGITS, BLOCK)
-    tl.store(out_ptr + j, tl.where(ok, token, 0).to(tl.int32))
-    tl.store(valid_ptr + j, ok.to(tl.int8))
 
 
 @triton.jit
@@ -245,20 +216,17 @@ def filter_kernel(x_ptr, stride_row, out_ptr, out_stride, V, k_ptr, k_val, p_ptr
     for start in range(0, V, BLOCK):
         cols = start + tl.arange(0, BLOCK)
         v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
-        pos = row.positive(v, inb, FROM_LOGITS)
-        key = row.order_key(v, FROM_LOGITS).to(tl.int64)
-        tie = (pos & (key == t)).to(tl.int32)
-        rank = ties + tl.cumsum(tie, axis=0) - tie
-        ties += tl.sum(tie)
-        keep = pos & ((key > t) | ((tie > 0) & (rank < r)))
+        keep, ties = kept_in_block(v, inb, t, r, ties, FROM_LOGITS)
         if MODE == 0:
             w = row.weight(v, keep, ref, mul, False)
             y = tl.math.div_rn(w, kept_mass)
         elif MODE == 1:
             y = tl.where(keep, v, float("-inf"))
         else:
+            pos = row.positive(v, inb, True)
             if greedy:
-                y = tl.where(pos & (key == kmax), 1.0 / n_max.to(tl.float32), 0.0)
+                y = tl.where(pos & (row.order_key(v, True) == kmax), 1.0 / n_max.to(tl.float32),
+                             0.0)
             else:
                 y = tl.math.div_rn(row.weight(v, pos, ref, mul, True), total)
         y = tl.where(ok, y, float("nan"))
