@@ -78,7 +78,7 @@ def test_parameter_types(fn, args, name):
 @pytest.mark.parametrize("t, got", [(-1.0, "-1.0"), (math.nan, "nan"), (math.inf, "inf"),
                                     (torch.tensor([1.0, -2.0, 1.0]), "-2.0")])
 def test_temperature(t, got):
-    with raises(ValueError, "temperature", ">= 0", got):
+    with raises(ValueError, "temperature", r"in \[0, 3.4e38\]", got):
         ts.sampling_from_logits(L, temperature=t)
     if not isinstance(t, torch.Tensor):
         with raises(ValueError, "softmax", "temperature"):
@@ -145,3 +145,36 @@ def test_numbers_and_tensors_are_checked_alike():
     for value in (1.0001, torch.tensor([1.0001], dtype=torch.float64)):
         with raises(ValueError, "top_p"):
             ts.top_p_sampling_from_probs(x, value, seed=0)
+
+
+def test_numpy_scalars_are_numbers():
+    import numpy as np
+
+    a = ts.top_k_top_p_sampling_from_probs(P, np.int64(2), np.float32(0.5), seed=np.int64(3))
+    b = ts.top_k_top_p_sampling_from_probs(P, 2, 0.5, seed=3)
+    assert torch.equal(a, b)
+
+
+def test_integers_beyond_float64():
+    with raises(ValueError, "'top_p'", r"in \[0, 1\]"):
+        ts.top_p_sampling_from_probs(P, 10**400)
+    with raises(ValueError, "'temperature'"):
+        ts.sampling_from_logits(L, temperature=10**400)
+    # min_p <= 0 disables the filter, however negative.
+    assert ts.min_p_sampling_from_probs(P, -(10**400), seed=0).shape == (3,)
+
+
+def test_backend_must_be_a_string():
+    with raises(TypeError, "'backend'", "string", "int"):
+        ts.sampling_from_probs(P, backend=1)
+
+
+def test_filter_functions_count_rows_not_outputs():
+    with raises(ValueError, "top_p_renorm_probs", r"shape \(3,\), one value per row"):
+        ts.top_p_renorm_probs(P, torch.tensor([0.5]))
+
+
+def test_softmax_accepts_enable_pdl_and_outputs_carry_no_graph():
+    x = torch.zeros(2, 3, requires_grad=True)
+    assert not ts.softmax(x, None, True).requires_grad
+    assert not ts.top_p_renorm_probs(x.softmax(1), 0.5).requires_grad

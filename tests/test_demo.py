@@ -243,3 +243,20 @@ def test_cli_random_seed_is_printed_and_repeats_the_run(lm, monkeypatch, capsys)
                           "--seed", seed)
     assert code == 0
     assert first.split("\n[")[0] == again.split("\n[")[0]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["Hi", "--min-p", "nan"], "--min-p"),
+    (["Hi", "--seed", str(2**70)], "'seed'"),
+])
+def test_bad_sampling_arguments_fail_before_loading(monkeypatch, capsys, argv, message):
+    """Checked on a dummy row first: the model (20 s to load) is never touched."""
+    from tokensampler import demo
+    from tokensampler.cli import build_parser
+
+    def no_load(*a, **k):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(demo, "load_model", no_load)
+    assert demo.run(build_parser().parse_args(["generate", *argv])) == 2
+    assert message in capsys.readouterr().err

@@ -221,6 +221,8 @@ class SamplingConfig:
     backend: Optional[str] = None
 
     def __post_init__(self):
+        if math.isnan(self.min_p):
+            raise ValueError("--min-p must be a number at most 1 (<= 0 disables), got nan")
         if self.min_p > 0 and self.uses_top_k_top_p:
             # Silently dropping one of the filters would be worse than refusing.
             raise ValueError("--min-p cannot be combined with --top-k or --top-p: tokensampler "
@@ -275,10 +277,10 @@ def choose_sampler(config: SamplingConfig) -> Sampler:
     return sample
 
 
-def check_sampling(config: SamplingConfig, device: torch.device) -> None:
-    """Run the sampler once on a dummy row, so a bad parameter or an unusable
-    backend is reported before the model spends ~20 s loading."""
-    choose_sampler(config)(torch.zeros(1, 2, device=device), 0, 0, None)
+def check_sampling(config: SamplingConfig, device: torch.device, seed: Optional[int] = 0) -> None:
+    """Run the sampler once on a dummy row with the run's seed, so a bad
+    parameter, seed or backend is reported before the model spends ~20 s loading."""
+    choose_sampler(config)(torch.zeros(1, 2, device=device), seed, 0, None)
 
 
 def kept_set_size(logits: torch.Tensor, config: SamplingConfig) -> int:
@@ -539,7 +541,7 @@ def run(args: argparse.Namespace) -> int:
         config = SamplingConfig(args.top_k, args.top_p, args.min_p, args.temperature,
                                 args.backend)
         device = resolve_device(args.device)
-        check_sampling(config, device)
+        check_sampling(config, device, 0 if args.seed is None else args.seed)
         if not args.prompt and not args.chat:
             raise ValueError("the prompt is empty: give some text, or use --chat")
         path = locate_model(args.model_dir, args.gguf_file)
@@ -561,6 +563,7 @@ def run(args: argparse.Namespace) -> int:
     backend = getattr(dispatch.resolve(config.function_name, config.backend, device), "name",
                       config.backend)
     prompt_tokens = encode_prompt(tokenizer, args.prompt, args.chat).shape[1]
+    stop_ids = stop_token_ids(model, tokenizer)
 
     stream = TextStream(tokenizer)
     print(args.prompt, end="\n" if args.chat else "", flush=True)
@@ -574,7 +577,7 @@ def run(args: argparse.Namespace) -> int:
             print(stream.push(step.token_id), end="", flush=True)
     except KeyboardInterrupt:
         reason, code = "interrupted", 130
-    if steps and steps[-1].token_id in stop_token_ids(model, tokenizer):
+    if steps and steps[-1].token_id in stop_ids:
         reason = "end of sequence"
     print(stream.flush())
     print(summary_line(steps, prompt_tokens, reason, seed_note, backend, device))

@@ -17,7 +17,7 @@ from typing import Optional
 
 import torch
 
-from .errors import ArgumentError, BackendUnavailableError
+from .errors import ArgumentError, ArgumentTypeError, BackendUnavailableError
 
 ENV_VAR = "TOKENSAMPLER_BACKEND"
 BACKENDS = ("reference", "triton")
@@ -66,6 +66,10 @@ def resolve(op: str, backend: Optional[str], device: torch.device) -> ModuleType
     if backend is None:
         auto = device.type != "cpu" and triton_status(device)[0]
         return _load("triton" if auto else "reference")
+    if not isinstance(backend, str):
+        raise ArgumentTypeError(f"{op}: {source} must be a string, one of "
+                                f"{', '.join(map(repr, BACKENDS))}, or None; got "
+                                f"{type(backend).__name__}")
     if backend not in BACKENDS:
         raise ArgumentError(f"{op}: {source} must be one of {', '.join(map(repr, BACKENDS))} "
                             f"or unset, got {backend!r}")

@@ -16,6 +16,7 @@ The public functions turn their arguments into a :class:`SamplingCall` or a
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -94,13 +95,14 @@ def check_input(op: str, name: str, x) -> torch.Tensor:
     return x
 
 
-def _per_row(op, name, t: torch.Tensor, n: int, device, integer: bool) -> torch.Tensor:
+def _per_row(op, name, t: torch.Tensor, n: int, device, integer: bool,
+             unit: str = "output") -> torch.Tensor:
     if integer and (t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool):
         raise _type_fail(op, name, "an int or an integer tensor", f"dtype {t.dtype}")
     if not integer and not t.dtype.is_floating_point:
         raise _type_fail(op, name, "a float or a floating-point tensor", f"dtype {t.dtype}")
     if t.dim() != 1 or t.shape[0] != n:
-        raise _fail(op, name, f"a number or a tensor of shape ({n},), one value per output",
+        raise _fail(op, name, f"a number or a tensor of shape ({n},), one value per {unit}",
                     _describe(t))
     if t.device != device:
         raise _fail(op, name, f"on the input's device {device}", f"a tensor on {t.device}")
@@ -111,38 +113,51 @@ def _bad_values(t: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return torch.isnan(t) | (t < lo) | (t > hi)
 
 
+def _is_real(value) -> bool:
+    # numbers.Real covers Python and numpy scalars; bool is an Integral but never a parameter.
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, torch.Tensor))
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, torch.Tensor))
+
+
 def float_param(op: str, name: str, value, n: int, device, lo: float, hi: float,
-                expected: str) -> Union[float, torch.Tensor]:
-    """A float parameter: a number in [lo, hi] or a per-output tensor."""
+                expected: str, unit: str = "output") -> Union[float, torch.Tensor]:
+    """A float parameter: a number in [lo, hi] or a per-output (per-row) tensor."""
     if isinstance(value, torch.Tensor):
-        t = _per_row(op, name, value, n, device, integer=False)
+        t = _per_row(op, name, value, n, device, integer=False, unit=unit)
         if t.device.type == "cpu":
             bad = _bad_values(t, lo, hi)
             if bool(bad.any()):
                 i = int(bad.nonzero()[0, 0])
                 raise _fail(op, f"{name}[{i}]", expected, float(t[i]))
         return t
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not _is_real(value):
         raise _type_fail(op, name, f"a float or a tensor of shape ({n},)", type(value).__name__)
     # Checked after rounding to float32, as tensors are, so a value means the
     # same whether it comes as a number or in a tensor.
-    v = f32(float(value))
+    try:
+        v = f32(float(value))
+    except OverflowError:  # an int beyond float64: as far out as it gets
+        v = math.inf if value > 0 else -math.inf
     if math.isnan(v) or not lo <= v <= hi:
         raise _fail(op, name, expected, value)
     return v
 
 
-def top_k_param(op: str, value, n: int, vocab: int, device) -> Union[int, torch.Tensor, None]:
+def top_k_param(op: str, value, n: int, vocab: int, device,
+                unit: str = "output") -> Union[int, torch.Tensor, None]:
     if isinstance(value, torch.Tensor):
-        return _per_row(op, "top_k", value, n, device, integer=True)
-    if isinstance(value, bool) or not isinstance(value, int):
+        return _per_row(op, "top_k", value, n, device, integer=True, unit=unit)
+    if not _is_integer(value):
         raise _type_fail(op, "top_k", f"an int or an integer tensor of shape ({n},)",
                          type(value).__name__)
     return None if value <= 0 or value >= vocab else int(value)
 
 
-def top_p_param(op: str, value, n: int, device):
-    p = float_param(op, "top_p", value, n, device, 0.0, 1.0, "in [0, 1]")
+def top_p_param(op: str, value, n: int, device, unit: str = "output"):
+    p = float_param(op, "top_p", value, n, device, 0.0, 1.0, "in [0, 1]", unit)
     return None if isinstance(p, float) and p >= 1.0 else p
 
 
@@ -151,11 +166,11 @@ def min_p_param(op: str, value, n: int, device):
     return None if isinstance(p, float) and p <= 0.0 else p
 
 
-def temperature_param(op: str, value, n: int, device):
+def temperature_param(op: str, value, n: int, device, unit: str = "output"):
     if value is None:
         return 1.0
     return float_param(op, "temperature", value, n, device, 0.0, FLOAT32_MAX,
-                       "finite and >= 0 (0 means greedy)")
+                       "in [0, 3.4e38], finite in float32 (0 means greedy)", unit)
 
 
 def _int64_bits(op: str, name: str, value: int) -> int:
@@ -176,9 +191,9 @@ def seed_param(op: str, name: str, value, n: int, device) -> torch.Tensor:
         if value.dtype == torch.uint64:
             return value.view(torch.int64)
         return value.to(torch.int64)
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not _is_integer(value):
         raise _type_fail(op, name, "an int or an integer tensor", type(value).__name__)
-    return torch.tensor([_int64_bits(op, name, value)], dtype=torch.int64, device=device)
+    return torch.tensor([_int64_bits(op, name, int(value))], dtype=torch.int64, device=device)
 
 
 def draw_seed(op: str, generator: Optional[torch.Generator], device) -> torch.Tensor:
@@ -256,7 +271,7 @@ def filter_call(op: str, x, *, from_logits: bool, top_k=None, top_p=None,
                 temperature=None) -> FilterCall:
     x = check_input(op, "logits" if from_logits else "probs", x)
     batch, vocab = x.shape
-    k = None if top_k is None else top_k_param(op, top_k, batch, vocab, x.device)
-    p = None if top_p is None else top_p_param(op, top_p, batch, x.device)
-    t = temperature_param(op, temperature, batch, x.device) if from_logits else None
+    k = None if top_k is None else top_k_param(op, top_k, batch, vocab, x.device, "row")
+    p = None if top_p is None else top_p_param(op, top_p, batch, x.device, "row")
+    t = temperature_param(op, temperature, batch, x.device, "row") if from_logits else None
     return FilterCall(op, x, from_logits, k, p, t)

@@ -34,8 +34,10 @@ _SHARED = {
         integer ``(N,)`` tensor. ``k <= 0`` or ``k >= vocab`` disables.""",
     "{sampler}": """indices : torch.Tensor, optional
         ``(N,)`` int32/int64: output ``j`` samples row ``indices[j]``. Every
-        output draws its own random numbers, so outputs sharing a row are
-        independent draws. Default: output ``j`` samples row ``j``.
+        output draws its own random numbers (its position enters the stream
+        under one shared seed), so outputs sharing a row are independent
+        draws, unless you give them equal per-output seeds and offsets.
+        Default: output ``j`` samples row ``j``.
     deterministic : bool
         Accepted for FlashInfer compatibility; every backend is deterministic.
     generator : torch.Generator, optional
@@ -363,7 +365,8 @@ def top_k_mask_logits(logits: Tensor, top_k, *, backend: Optional[str] = None) -
     return dispatch.resolve(call.op, backend, logits.device).mask_logits(call)
 
 
-def softmax(logits: Tensor, temperature=None, *, backend: Optional[str] = None) -> Tensor:
+def softmax(logits: Tensor, temperature=None, enable_pdl: Optional[bool] = None, *,
+            backend: Optional[str] = None) -> Tensor:
     """``softmax(logits / temperature)`` per row, in float32.
 
     Parameters
@@ -373,6 +376,8 @@ def softmax(logits: Tensor, temperature=None, *, backend: Optional[str] = None) 
     temperature : float or torch.Tensor, optional
         Default 1; one per row ``(batch,)`` allowed. ``0`` gives the limit:
         uniform over the row's largest logits.
+    enable_pdl : bool, optional
+        Accepted for FlashInfer compatibility and ignored.
     backend : {"reference", "triton"}, optional
         Force a backend.
 

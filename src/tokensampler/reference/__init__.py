@@ -3,7 +3,8 @@
 It implements docs/semantics.md literally: float64 weights, a stable sort for
 the token order, float64 prefix masses, and the exponential race over the
 random stream of :mod:`tokensampler.rng`. It runs on any torch device; on the
-CPU it is tokensampler's production backend.
+CPU it is tokensampler's production backend. Like the kernels, it records no
+autograd graph.
 
 Rows are processed in chunks so memory stays bounded at any batch size: about
 2**18 elements on the CPU, where that keeps the Philox arithmetic in cache
@@ -32,6 +33,7 @@ def _per_output(t: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
     return (t[j] if t.shape[0] > 1 else t.expand(j.shape[0])).unsqueeze(1)
 
 
+@torch.no_grad()
 def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids (int32) and validity (bool) for every output of ``call``."""
     x = call.x
@@ -73,8 +75,6 @@ def _filtered_weights(call: FilterCall, from_logits: bool):
     batch, vocab = x.shape
     rows = torch.arange(batch, device=x.device)
     temp = expand(call.temperature if from_logits else None, rows, torch.float64, x.device)
-    if from_logits and temp is None:
-        temp = torch.ones(batch, 1, dtype=torch.float64, device=x.device)
     w, ok, order_key, greedy = weights(x, from_logits, temp)
     k = expand(call.top_k, rows, torch.int64, x.device)
     p = expand(call.top_p, rows, torch.float64, x.device)
@@ -85,6 +85,7 @@ def _filtered_weights(call: FilterCall, from_logits: bool):
     return w, ok, keep
 
 
+@torch.no_grad()
 def renorm(call: FilterCall) -> torch.Tensor:
     """Kept weights divided by their sum, float32; NaN rows where invalid."""
     w, ok, keep = _filtered_weights(call, from_logits=False)
@@ -93,6 +94,7 @@ def renorm(call: FilterCall) -> torch.Tensor:
     return torch.where(ok.unsqueeze(1), out, torch.nan).to(torch.float32)
 
 
+@torch.no_grad()
 def mask_logits(call: FilterCall) -> torch.Tensor:
     """Logits with the dropped tokens set to -inf, input dtype; NaN rows where invalid."""
     _, ok, keep = _filtered_weights(call, from_logits=True)
@@ -100,6 +102,7 @@ def mask_logits(call: FilterCall) -> torch.Tensor:
     return torch.where(ok.unsqueeze(1), out, torch.nan).to(call.x.dtype)
 
 
+@torch.no_grad()
 def softmax(call: FilterCall) -> torch.Tensor:
     """softmax(logits / T) in float32 (T = 0: uniform over the maxima); NaN rows where invalid."""
     w, ok, _ = _filtered_weights(call, from_logits=True)
