@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 import bruteforce as bf
-from helpers import one_thread  # noqa: F401  (autouse fixture)
+from helpers import KAT, one_thread  # noqa: F401  (one_thread: autouse fixture)
 import tokensampler as ts
 from tokensampler import rng
 
@@ -50,12 +50,6 @@ def _signed(v):
 # Philox
 # --------------------------------------------------------------------------
 
-KAT = [
-    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
-    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
-    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
-     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
-]
 
 
 @pytest.mark.parametrize("counter,key,expected", KAT)
