@@ -14,7 +14,9 @@ torch). Everything is per token and per output in plain Python:
   non-dyadic inputs (softmax weights, arbitrary floats) ``top_p_ambiguous``
   reports the rows where float64 rounding could legitimately flip a top-p
   decision;
-* the exponential race with ``math.log`` / ``math.log1p``.
+* the two-stage exponential race with ``math.log`` / ``math.log1p``: rows
+  longer than 4096 tokens first race their chunks of 4096 by kept mass
+  (``math.fsum``), then the tokens of the winning chunk.
 
 Conventions: a "row" is a list of Python floats (the input's exact values,
 already widened from float32/float16/bfloat16). Parameters are raw user
@@ -71,6 +73,16 @@ def token_bits(seed: int, offset: int, stream: int, token: int) -> int:
     key = (seed & MASK32, (seed >> 32) & MASK32)
     counter = (token // 4, stream, offset & MASK32, (offset >> 32) & MASK32)
     return philox4x32_10(counter, key)[token % 4]
+
+
+CHUNK = 4096
+
+
+def chunk_bits(seed: int, offset: int, stream: int, chunk: int) -> int:
+    """The 32 random bits of one (output, chunk) pair: the token layout at c0 + 2**31."""
+    key = (seed & MASK32, (seed >> 32) & MASK32)
+    counter = ((1 << 31) + chunk // 4, stream, offset & MASK32, (offset >> 32) & MASK32)
+    return philox4x32_10(counter, key)[chunk % 4]
 
 
 def uniform(bits: int) -> float:
@@ -238,8 +250,15 @@ def brute_sample(row, from_logits, top_k=None, top_p=None, min_p=None, temperatu
         m = max(row)
         return min(i for i, v in enumerate(row) if v == m), True
     keep = brute_keep_mask(w, order, top_k, top_p, min_p, joint)
+    chunk, best_key = 0, None
+    for c in range(0, (len(row) + CHUNK - 1) // CHUNK if len(row) > CHUNK else 0):
+        mass = math.fsum(w[i] for i in range(c * CHUNK, min(len(row), (c + 1) * CHUNK))
+                         if keep[i])
+        key = mass / exponential(chunk_bits(seed, offset, stream, c))
+        if best_key is None or key > best_key:
+            chunk, best_key = c, key
     best, best_r = None, None
-    for i in range(len(row)):
+    for i in range(chunk * CHUNK, min(len(row), (chunk + 1) * CHUNK)):
         if not keep[i]:
             continue
         r = w[i] / exponential(token_bits(seed, offset, stream, i))

@@ -166,6 +166,19 @@ def test_sampling_from_probs_small_vocab():
     assert_follows(draw_counts(ts.sampling_from_probs, x), expected(x, False))
 
 
+def test_two_stage_race_across_chunks():
+    """V = 4096 + 64: two chunks of the race with kept masses 3/8 and 5/8, and
+    one token with zero weight; 20k draws (each a full row of the reference)."""
+    x = torch.zeros(1, 4096 + 64)
+    for i, w in ((3, 1.0), (7, 2.0), (4100, 4.0), (4159, 1.0)):
+        x[0, i] = w
+    counts = draw_counts(ts.sampling_from_probs, x, n=20000)
+    assert_follows(counts, expected(x, False))
+    # min-p 0.26 drops tokens 3 and 4159 (below 0.26 * 4): masses 2 vs 4
+    counts = draw_counts(ts.min_p_sampling_from_probs, x, 0.26, n=20000)
+    assert_follows(counts, expected(x, False, min_p=0.26))
+
+
 def test_top_k_sampling():
     x = weights_row(20, 2)
     counts = draw_counts(ts.top_k_sampling_from_probs, x, 5)

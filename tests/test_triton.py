@@ -151,3 +151,37 @@ def test_out_of_range_device_values_make_rows_invalid():
         out, valid = dispatch._load(backend).sample(call)
         assert valid.tolist() == [True, False, False, False], backend
         assert out[1:].tolist() == [0, 0, 0], backend
+
+
+def test_overflow_fallback_two_stage_race():
+    """Rows whose candidate set overflows the pruned path's buffer (flat rows,
+    V > 4096) take the single-program fallback, which races the chunks too."""
+    vocab = 2 * 4096 + 333
+    probs = torch.ones(2, vocab)
+    probs[1, ::3] = 2.0                       # many exact ties at two levels
+    probs = probs.to(DEVICE)
+    # Kept ties reach into the second chunk, which wins about half the time.
+    for kw in (dict(top_p=0.9), dict(top_k=7000, top_p=0.8)):
+        fn = ts.top_k_top_p_sampling_from_probs if "top_k" in kw else ts.top_p_sampling_from_probs
+        for seed in range(4):
+            ref = fn(probs, **kw, seed=seed, return_valid=True, backend="reference")
+            got = fn(probs, **kw, seed=seed, return_valid=True, backend="triton")
+            assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]), (kw, seed)
+
+
+def test_top_p_bracket_per_row_edges():
+    """Top-p alone at V > 4096 narrows a bracket around the threshold (two
+    16-pivot passes), sums the tokens above it and sorts the ones inside;
+    per-row p over the edges, flat and peaked rows."""
+    vocab, batch = 3 * 4096 + 7, 8
+    g = torch.Generator().manual_seed(11)
+    # N(0, 1) logits: top-p 0.9 keeps ~60% of the row, far more than one sort's
+    # 4096 slots, so the bracket must narrow and most kept tokens lie above it.
+    probs = torch.softmax(torch.randn(batch, vocab, generator=g), dim=1).to(DEVICE)
+    probs[0] = 1.0                                    # flat: the bracket cannot narrow
+    p = torch.tensor([0.9, 0.0, 1e-6, 0.5, 0.999, 1.0, 0.25, 0.75], device=DEVICE)
+    seeds = torch.arange(batch, device=DEVICE) * 13 + 5
+    ref = ts.top_p_sampling_from_probs(probs, p, seed=seeds, return_valid=True, backend="reference")
+    got = ts.top_p_sampling_from_probs(probs, p, seed=seeds, return_valid=True, backend="triton")
+    assert torch.equal(got[1], ref[1])
+    assert torch.equal(got[0], ref[0]), (got[0] != ref[0]).nonzero().flatten().tolist()

@@ -1,11 +1,13 @@
 """The random stream: one definition, shared by every backend.
 
-Every draw in tokensampler is an *exponential race*: output ``j`` samples row
-``r = indices[j]`` by picking, among the kept tokens, ``argmax_i w_i / E_i``
-with ``E_i = -log(U_i)`` and ``U_i`` uniform in (0, 1). This module fixes
-exactly which uniform each (output, token) pair gets, so the reference
-backend and the Triton kernels consume the same numbers and, for the same
-inputs and seed, pick the same token.
+Every draw in tokensampler is a two-stage *exponential race*
+(docs/semantics.md section 5): output ``j`` samples row ``r = indices[j]`` by
+picking a chunk of CHUNK_TOKENS tokens, ``argmax_c W_c / F_c`` over the chunks'
+kept masses, then among the kept tokens of that chunk ``argmax_i w_i / E_i``,
+with ``E = -log(U)`` and ``U`` uniform in (0, 1). This module fixes exactly
+which uniform each (output, token) and (output, chunk) pair gets, so the
+reference backend and the Triton kernels consume the same numbers and, for
+the same inputs and seed, pick the same token.
 
 Counter layout (Philox4x32-10, Salmon et al. 2011, the generator of
 Random123, cuRAND and ``tl.philox``)::
@@ -15,6 +17,9 @@ Random123, cuRAND and ``tl.philox``)::
             c2 = offset & 0xFFFFFFFF        c3 = (offset >> 32) & 0xFFFFFFFF
     bits    r  = word (token % 4) of philox(counter, key)      (uint32)
     uniform U  = (r + 0.5) / 2**32                             in (0, 1)
+
+Chunk ``c`` uses the same layout with ``c0 = 2**31 + c // 4`` and word
+``c % 4`` (:func:`chunk_bits`); token counters stay below ``2**29``.
 
 ``seed`` and ``offset`` are the output's own (64-bit two's complement), and
 ``stream`` is the output position ``j`` when one seed is shared by the batch
@@ -49,6 +54,10 @@ PHILOX_M1 = 0xCD9E8D57
 PHILOX_W0 = 0x9E3779B9
 PHILOX_W1 = 0xBB67AE85
 TOKENS_PER_CALL = 4  # one Philox call gives four 32-bit words, one per token
+CHUNK_TOKENS = 4096  # tokens per chunk of the two-stage race
+# c0 of the chunk draws: token draws use c0 = token // 4 < 2**29, so the two
+# never share a counter.
+CHUNK_COUNTER = 1 << 31
 
 _MASK32 = 0xFFFFFFFF
 
@@ -107,18 +116,29 @@ def token_bits(seed: torch.Tensor, offset: torch.Tensor, stream: torch.Tensor,
 
 
 def row_bits(seed: torch.Tensor, offset: torch.Tensor, stream: torch.Tensor,
-             vocab: int) -> torch.Tensor:
+             vocab: int, first_counter: int = 0) -> torch.Tensor:
     """Random bits for every token ``0 .. vocab-1`` of each output: ``(N, vocab)``.
 
     Same numbers as :func:`token_bits` over ``arange(vocab)``, with one Philox
-    call per four tokens instead of one per token.
+    call per four tokens instead of one per token. ``first_counter`` shifts
+    ``c0``: :func:`chunk_bits` uses it for the chunk draws.
     """
-    groups = torch.arange((vocab + TOKENS_PER_CALL - 1) // TOKENS_PER_CALL,
-                          device=seed.device, dtype=torch.int64)
+    groups = first_counter + torch.arange((vocab + TOKENS_PER_CALL - 1) // TOKENS_PER_CALL,
+                                          device=seed.device, dtype=torch.int64)
     k0, k1 = split64(seed)
     c2, c3 = split64(offset)
     words = philox4x32(groups, stream, c2, c3, k0, k1)
     return torch.stack(words, dim=-1).flatten(-2)[..., :vocab]
+
+
+def chunk_bits(seed: torch.Tensor, offset: torch.Tensor, stream: torch.Tensor,
+               n_chunks: int) -> torch.Tensor:
+    """Random bits of chunks ``0 .. n_chunks-1`` of each output: ``(N, n_chunks)``.
+
+    Chunk ``c`` takes word ``c % 4`` of the Philox call at ``c0 = 2**31 + c // 4``:
+    the same layout as the tokens, moved to counters no token uses.
+    """
+    return row_bits(seed, offset, stream, n_chunks, first_counter=CHUNK_COUNTER)
 
 
 def uniform(bits: torch.Tensor) -> torch.Tensor:

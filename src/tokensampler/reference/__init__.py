@@ -33,6 +33,22 @@ def _per_output(t: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
     return (t[j] if t.shape[0] > 1 else t.expand(j.shape[0])).unsqueeze(1)
 
 
+def _chunk_of(vocab: int, device) -> torch.Tensor:
+    return torch.arange(vocab, device=device) // rng.CHUNK_TOKENS
+
+
+def _race_chunks(w, keep, seed, offset, stream) -> torch.Tensor:
+    """Stage one of the race: the chunk of each output, ``argmax_c W_c / E_c``
+    over the kept masses ``W_c`` of its chunks of CHUNK_TOKENS tokens, as ``(n, 1)``."""
+    n, vocab = w.shape
+    n_chunks = -(-vocab // rng.CHUNK_TOKENS)
+    kw = torch.nn.functional.pad(torch.where(keep, w, 0.0),
+                                 (0, n_chunks * rng.CHUNK_TOKENS - vocab))
+    mass = kw.view(n, n_chunks, rng.CHUNK_TOKENS).sum(dim=2)
+    e = rng.exponential(rng.chunk_bits(seed, offset, stream, n_chunks))
+    return (mass / e).argmax(dim=1, keepdim=True)
+
+
 @torch.no_grad()
 def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids (int32) and validity (bool) for every output of ``call``."""
@@ -59,9 +75,11 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
         if params_ok is not None:
             ok &= params_ok
         keep = kept(w, order_key, k, p, m, call.joint)
-        stream = torch.zeros_like(j) if call.seed_per_output else j
-        bits = rng.row_bits(_per_output(call.seed, j), _per_output(call.offset, j),
-                            stream.unsqueeze(1), vocab)
+        stream = (torch.zeros_like(j) if call.seed_per_output else j).unsqueeze(1)
+        seed, offset = _per_output(call.seed, j), _per_output(call.offset, j)
+        if vocab > rng.CHUNK_TOKENS:
+            keep &= _chunk_of(vocab, device) == _race_chunks(w, keep, seed, offset, stream)
+        bits = rng.row_bits(seed, offset, stream, vocab)
         race = torch.where(keep, w / rng.exponential(bits), -torch.inf)
         token = torch.where(greedy, order_key.argmax(dim=1), race.argmax(dim=1))
         samples[j] = torch.where(ok, token, 0).to(torch.int32)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import triton
 
+from ..rng import CHUNK_TOKENS
 from ..params import FilterCall, SamplingCall
 from . import chunked
 from .kernels import filter_kernel
@@ -19,6 +20,7 @@ from .kernels import filter_kernel
 name = "triton"
 CAP = 4096      # most candidate slots per row in the pruned top-k / top-p path
 GROUP = 32      # tokens per group maximum
+NARROW_PASSES = 4  # most 16-pivot passes that shrink a top-p bracket before compaction
 
 
 def _block(vocab: int) -> int:
@@ -42,11 +44,27 @@ def _param(value, dummy: torch.Tensor, default):
 
 
 def _chunk(vocab: int) -> int:
-    return max(GROUP, min(4096, triton.next_power_of_2(vocab)))
+    return max(GROUP, min(CHUNK_TOKENS, triton.next_power_of_2(vocab)))
+
+
+class _Workspace:
+    """Slices of one allocation, each starting on a 64-byte boundary (Triton
+    specialises pointers on 16-byte alignment; one allocation per dtype keeps
+    the host cost of a small call down)."""
+
+    def __init__(self, dtype, device, **sizes):
+        offsets, total = {}, 0
+        for name, size in sizes.items():
+            offsets[name] = total
+            total += -(-max(size, 1) // 16) * 16
+        buf = torch.empty(total, dtype=dtype, device=device)
+        for name, size in sizes.items():
+            setattr(self, name, buf[offsets[name]:offsets[name] + max(size, 1)])
 
 
 def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
-    """Route by filter: plain (1 read), min-p (2 reads), top-k/top-p (2 reads + candidates).
+    """Route by filter: plain (1 read), min-p (2 reads), top-p alone (2 + up to
+    NARROW_PASSES reads), top-k and joint (2 reads + candidates).
 
     Workspaces are sized by shapes alone, so the call can be graph-captured.
     """
@@ -55,9 +73,9 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     n = call.num_outputs
     dev = x.device
     out = torch.empty(n, dtype=torch.int32, device=dev)
-    valid = torch.empty(n, dtype=torch.int8, device=dev)
+    valid = torch.empty(n, dtype=torch.bool, device=dev)
     if n == 0:
-        return out, valid.bool()
+        return out, valid
     dummy = call.seed
     k_ptr, k_val, k_row = _param(call.top_k, dummy, 0)
     p_ptr, p_val, p_row = _param(call.top_p, dummy, 1.0)
@@ -65,57 +83,71 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     t_ptr, t_val, t_row = _param(call.temperature, dummy, 1.0)
     chunk = _chunk(vocab)
     n_chunks = triton.cdiv(vocab, chunk)
+    # The two-stage race (rng.py) cuts rows into chunks of CHUNK_TOKENS; a
+    # shorter row is one chunk.
+    assert n_chunks == 1 or chunk == CHUNK_TOKENS
     # Size-class constants: every V up to 262144 shares one compiled variant.
     cp2 = max(64, triton.next_power_of_2(n_chunks)) if n_chunks > 1 else 1
     warps = 8 if chunk >= 2048 else 4
     idx = call.indices if call.indices is not None else dummy
     seeds = (call.seed, int(call.seed.shape[0] > 1), call.offset, int(call.offset.shape[0] > 1))
     flags = dict(HAS_INDICES=call.indices is not None, FROM_LOGITS=call.from_logits, T_ROW=t_row)
-    part_i = torch.empty(n * n_chunks * 6, dtype=torch.int32, device=dev)
-    part_f = torch.empty(n * n_chunks * 3, dtype=torch.float32, device=dev)
-    best_f = torch.empty(n * n_chunks, dtype=torch.float32, device=dev)
-    best_i = torch.empty(n * n_chunks, dtype=torch.int32, device=dev)
+    stream = dict(STREAM_IS_POS=not call.seed_per_output)
     filtered = call.top_k is not None or call.top_p is not None
-    g_per_chunk = chunk // GROUP
-    gm = (torch.empty(n * n_chunks * g_per_chunk, dtype=torch.int32, device=dev) if filtered
-          else part_i)
-    grid = (n, n_chunks)
-    plain = not filtered and call.min_p is None
-    chunked.stats_kernel[grid](
-        x, x.stride(0), vocab, batch, n_chunks, idx, t_ptr, t_val, part_i, part_f, gm, *seeds,
-        best_f, best_i, WITH_GM=filtered, WITH_RACE=plain, STREAM_IS_POS=not call.seed_per_output,
-        CHUNK=chunk, GROUP=GROUP, num_warps=warps, **flags)
-    common = (x, x.stride(0), vocab, batch, n_chunks, idx)
-    if not filtered:
-        if not plain:
-            chunked.race_kernel[grid](
-                *common, m_ptr, m_val, t_ptr, t_val, part_i, part_f, *seeds, best_f, best_i,
-                MINP_ROW=m_row, STREAM_IS_POS=not call.seed_per_output, CHUNK=chunk, CP2=cp2,
-                num_warps=warps, **flags)
-        chunked.final_kernel[(n,)](
-            part_i, part_f, best_f, best_i, n_chunks, batch, idx, x.stride(0), m_ptr, m_val,
-            t_ptr, t_val, out, valid, HAS_MINP=not plain, MINP_ROW=m_row, LOCAL_SCALE=plain,
-            CP2=cp2, **flags)
-        return out, valid.bool()
     cap = min(CAP, max(16, triton.next_power_of_2(vocab)))  # V <= cap never overflows
-    plan = torch.empty(n, dtype=torch.int32, device=dev)
-    count = torch.zeros(n, dtype=torch.int32, device=dev)
+    # Top-p alone keeps too many tokens to sort them all: a bracket around its
+    # threshold is narrowed first, and the tokens above it are only summed.
+    bracket = call.top_k is None and call.min_p is None and vocab > cap
+    g_per_chunk = chunk // GROUP
+    nc = n * n_chunks
+    wi = _Workspace(torch.int32, dev, part=nc * 6, gm=nc * g_per_chunk if filtered else 0,
+                    plan=n * 4 if filtered else 0, count=n if filtered else 0,
+                    piv=nc * 16 if bracket else 0)
+    wf = _Workspace(torch.float32, dev, part=nc * 3, mass=nc if call.min_p is not None else 0,
+                    above=nc if bracket else 0, piv=nc * 16 if bracket else 0)
+    grid = (n, n_chunks)
+    common = (x, x.stride(0), vocab, batch, n_chunks, idx)
+    chunked.stats_kernel[grid](
+        *common, t_ptr, t_val, wi.part, wf.part, wi.gm, WITH_GM=filtered, CHUNK=chunk,
+        GROUP=GROUP, num_warps=warps, **flags)
+    if not filtered:
+        if call.min_p is None:
+            mass, step = wf.part[2:], 3   # each chunk's whole mass, from stats
+        else:
+            mass, step = wf.mass, 1
+            chunked.min_p_mass_kernel[grid](
+                *common, m_ptr, m_val, t_ptr, t_val, wi.part, wf.part, mass, MINP_ROW=m_row,
+                CHUNK=chunk, CP2=cp2, num_warps=warps, **flags)
+        chunked.final_kernel[(n,)](
+            *common, wi.part, wf.part, mass, step, *seeds, m_ptr, m_val, t_ptr, t_val, out, valid,
+            HAS_MINP=call.min_p is not None, MINP_ROW=m_row, CHUNK=chunk, CP2=cp2,
+            num_warps=warps, **stream, **flags)
+        return out, valid
     cand = torch.empty(n * cap, dtype=torch.int64, device=dev)
     fk = dict(HAS_K=call.top_k is not None, K_ROW=k_row, HAS_P=call.top_p is not None,
               P_ROW=p_row, JOINT=call.joint, CP2=cp2)
     chunked.plan_kernel[(n,)](
-        part_i, part_f, gm, plan, n_chunks, batch, idx, x.stride(0), k_ptr, k_val, p_ptr, p_val,
-        t_ptr, t_val, GP2=cp2 * g_per_chunk,
-        G_PER_CHUNK=g_per_chunk, num_warps=8, **fk, **flags)
+        wi.part, wf.part, wi.gm, wi.plan, wi.count, n_chunks, batch, idx, x.stride(0), k_ptr,
+        k_val, p_ptr, p_val, t_ptr, t_val, GP2=cp2 * g_per_chunk, G_PER_CHUNK=g_per_chunk,
+        BRACKET=bracket, num_warps=8, **fk, **flags)
+    if bracket:
+        # Each pass returns at once for rows whose bracket already fits.
+        for _ in range(NARROW_PASSES):
+            chunked.pivot_kernel[grid](
+                *common, t_ptr, t_val, wf.part, wi.plan, wi.piv, wf.piv, CHUNK=chunk, CAP=cap,
+                num_warps=warps, **flags)
+            chunked.narrow_kernel[(n,)](
+                wi.part, wf.part, wi.plan, wi.piv, wf.piv, n_chunks, batch, idx, x.stride(0),
+                p_ptr, p_val, t_ptr, t_val, P_ROW=p_row, CP2=cp2, CAP=cap, num_warps=4, **flags)
     chunked.compact_kernel[grid](
-        *common, plan, count, cand, HAS_INDICES=call.indices is not None,
-        FROM_LOGITS=call.from_logits, CHUNK=chunk, CAP=cap, num_warps=warps)
-    block = _block(vocab)
+        *common, t_ptr, t_val, wf.part, wi.plan, wi.count, cand, wf.above, BRACKET=bracket,
+        CHUNK=chunk, CAP=cap, num_warps=warps, **flags)
     chunked.select_kernel[(n,)](
-        *common, part_i, part_f, plan, count, cand, *seeds, out, valid, k_ptr, k_val, p_ptr,
-        p_val, m_ptr, m_val, t_ptr, t_val, HAS_MINP=call.min_p is not None, MINP_ROW=m_row,
-        STREAM_IS_POS=not call.seed_per_output, CAP=cap, BLOCK=block, num_warps=8, **fk, **flags)
-    return out, valid.bool()
+        *common, wi.part, wf.part, wi.plan, wi.count, cand, wf.above, *seeds, out, valid, k_ptr,
+        k_val, p_ptr, p_val, m_ptr, m_val, t_ptr, t_val, HAS_MINP=call.min_p is not None,
+        MINP_ROW=m_row, CAP=cap, BLOCK=_block(vocab), CHUNK=chunk, BRACKET=bracket,
+        num_warps=8, **stream, **fk, **flags)
+    return out, valid
 
 
 def _filter(call: FilterCall, mode: int, out_dtype) -> torch.Tensor:

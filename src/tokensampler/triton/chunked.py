@@ -4,12 +4,17 @@ A row of V tokens is cut into ``C = cdiv(V, CHUNK)`` chunks; each program
 reads one chunk once and writes a few numbers to a workspace; the next launch
 combines them. Nothing waits on another program of the same launch.
 
-Plain sampling (1 read of the row, 2 launches):
-    ``stats_kernel(WITH_RACE)`` races inside each chunk with chunk-local
-    scaling; ``final_kernel`` rescales the chunk winners and picks one.
-min-p (2 reads, 3 launches):
-    ``stats_kernel``, then ``race_kernel`` with the row's threshold, then
-    ``final_kernel``.
+Every sampler ends in the two-stage race of docs/semantics.md: a chunk by its
+kept mass, then a token of that chunk, so random numbers are drawn for one
+chunk of each row (CHUNK = rng.CHUNK_TOKENS whenever a row has several).
+
+Plain sampling (1 read of the row plus one chunk, 2 launches):
+    ``stats_kernel`` stores each chunk's statistics and mass; ``final_kernel``
+    picks the chunk and races its tokens.
+min-p (2 reads plus one chunk, 3 launches):
+    ``stats_kernel``, then ``min_p_mass_kernel`` (kept mass per chunk, given
+    the row's threshold; chunks whose maximum is below it are not read),
+    then ``final_kernel``.
 top-k / top-p / both (2 reads plus a few thousand candidates, 4 launches):
     ``stats_kernel(WITH_GM)`` also stores each 32-token group's largest key;
     ``plan_kernel`` bisects over those group maxima for a key ``L`` that
@@ -18,7 +23,7 @@ top-k / top-p / both (2 reads plus a few thousand candidates, 4 launches):
     copies the tokens with key >= L into a per-row buffer (one atomic slot
     reservation per chunk, no waiting); ``select_kernel`` sorts them by the
     exact order, applies the rules of docs/semantics.md to that prefix and
-    races the kept ones. A row whose candidates overflow the buffer, or whose
+    races the kept ones (chunk masses summed over the candidates). A row whose candidates overflow the buffer, or whose
     top-p prefix might pass the last candidate (float rounding), takes the
     single-program path of kernels.py: bounded, slower.
 
@@ -31,15 +36,17 @@ import triton.language as tl
 
 from . import rng as trng
 from . import row
-from .kernels import _min_p_floor, _param, race_key, sample_row, stream_of
+from .kernels import _min_p_floor, _param, pick_chunk, race_key, sample_row, stream_of
 
 NI: tl.constexpr = tl.constexpr(6)   # int32 partials per chunk
 NF: tl.constexpr = tl.constexpr(3)   # float32 partials per chunk
 INT_MIN: tl.constexpr = tl.constexpr(-2147483648)
 INT_MAX: tl.constexpr = tl.constexpr(2147483647)
 # Sizes change from call to call; specialising on them (== 1, divisible by 16)
-# would compile a new variant for each batch and vocabulary.
-_SIZES = ["V", "B", "C", "seed_step", "off_step"]
+# would compile a new variant for each batch size. V keeps that specialisation:
+# knowing V % 16 == 0 lets the masked row loads use 16-byte vectors (measured:
+# scalar loads held a pass to half the HBM rate), and it makes two variants at most.
+_SIZES = ["B", "C", "seed_step", "off_step"]
 
 
 @triton.jit
@@ -102,34 +109,29 @@ def combine_stats(pi_ptr, pf_ptr, j, C, inv_t, FROM_LOGITS: tl.constexpr, CP2: t
 
 
 @triton.jit
-def chunk_race(v, keep, cols, j, c, seed_ptr, seed_step, off_ptr, off_step, ref, mul,
-               best_f_ptr, best_i_ptr, base, STREAM_IS_POS: tl.constexpr,
-               FROM_LOGITS: tl.constexpr, CHUNK: tl.constexpr):
-    """Store chunk (j, c)'s race winner among ``keep`` (-inf, INT_MAX when none);
-    Philox runs only when something is kept."""
-    best = tl.full([], float("-inf"), tl.float32)
-    best_i = tl.full([], INT_MAX, tl.int32)
-    if tl.max(keep.to(tl.int32)) > 0:
-        seed = tl.load(seed_ptr + j * seed_step)
-        offset = tl.load(off_ptr + j * off_step)
-        stream = stream_of(j, STREAM_IS_POS)
-        ex = trng.exponential(trng.block_bits(c * CHUNK, CHUNK, seed, offset, stream))
-        race = tl.where(keep, race_key(v, ex, ref, mul, FROM_LOGITS), float("-inf"))
-        best = tl.max(race)
-        best_i = tl.min(tl.where(race == best, cols, INT_MAX))
-    tl.store(best_f_ptr + base, best)
-    tl.store(best_i_ptr + base, best_i)
+def race_in_chunk(x_ptr, row_off, V, chunk, keep_floor, t, last, seed, offset, stream, ref, mul,
+                  FROM_LOGITS: tl.constexpr, CHUNK: tl.constexpr):
+    """Stage two: the race winner among the kept tokens of ``chunk``: positive,
+    at least ``keep_floor`` (min-p; -inf keeps all) and in the prefix ``key > t``
+    or ``key == t`` at index <= ``last`` (``t = INT_MIN, last = INT_MAX`` keeps
+    all). One read of one chunk."""
+    cols = chunk * CHUNK + tl.arange(0, CHUNK)
+    v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
+    key = row.order_key(v, FROM_LOGITS)
+    keep = row.positive(v, inb, FROM_LOGITS) & (v >= keep_floor)
+    keep &= (key > t) | ((key == t) & (cols <= last))
+    ex = trng.exponential(trng.block_bits(chunk * CHUNK, CHUNK, seed, offset, stream))
+    race = tl.where(keep, race_key(v, ex, ref, mul, FROM_LOGITS), float("-inf"))
+    return tl.min(tl.where(race == tl.max(race), cols, INT_MAX))
 
 
 @triton.jit(do_not_specialize=_SIZES)
 def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_ptr, gm_ptr,
-                 seed_ptr, seed_step, off_ptr, off_step, best_f_ptr, best_i_ptr,
                  HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, T_ROW: tl.constexpr,
-                 WITH_GM: tl.constexpr, WITH_RACE: tl.constexpr, STREAM_IS_POS: tl.constexpr,
-                 CHUNK: tl.constexpr, GROUP: tl.constexpr):
-    """Chunk (j, c): its statistics; with WITH_GM the maxima of its 32-token
-    groups; with WITH_RACE (plain sampling) its race winner, scaled by the
-    chunk's own maximum (``final_kernel`` rescales). One read of the chunk."""
+                 WITH_GM: tl.constexpr, CHUNK: tl.constexpr, GROUP: tl.constexpr):
+    """Chunk (j, c): its statistics and its mass in its own scale (the plain
+    sampler's chunk weight); with WITH_GM the maxima of its 32-token groups.
+    One read of the chunk."""
     j = tl.program_id(0)
     c = tl.program_id(1)
     ok, row_off, _k, _p, _m, greedy, inv_t = request(
@@ -168,24 +170,27 @@ def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_p
         G: tl.constexpr = CHUNK // GROUP
         gk = tl.max(tl.reshape(tl.where(pos, key, INT_MIN), (G, GROUP)), axis=1)
         tl.store(gm_ptr + base * G + tl.arange(0, G), gk)
-    if WITH_RACE:
-        if FROM_LOGITS:
-            ref = safe
-            mul = inv_t
-        else:
-            ref = 0.0
-            mul = row.pow2(-e)
-        chunk_race(v, pos & ~greedy, cols, j, c, seed_ptr, seed_step, off_ptr, off_step, ref, mul,
-                   best_f_ptr, best_i_ptr, base, STREAM_IS_POS, FROM_LOGITS, CHUNK)
+
+
+@triton.jit
+def chunk_log_scale(pf_ptr, b, m, ref, inv_t, FROM_LOGITS: tl.constexpr):
+    """log of the factor that brings chunk masses (in each chunk's own scale,
+    stats_kernel) to the row's scale."""
+    if FROM_LOGITS:
+        cm = tl.load(pf_ptr + b * NF, mask=m, other=float("-inf"))
+        return (cm - ref) * inv_t
+    else:
+        return tl.load(pf_ptr + b * NF + 1, mask=m, other=0.0) * 0.6931471805599453
 
 
 @triton.jit(do_not_specialize=_SIZES)
-def race_kernel(x_ptr, stride_row, V, B, C, idx_ptr, mp_ptr, mp_val, t_ptr, t_val, pi_ptr,
-                pf_ptr, seed_ptr, seed_step, off_ptr, off_step, best_f_ptr, best_i_ptr,
-                HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, MINP_ROW: tl.constexpr,
-                T_ROW: tl.constexpr, STREAM_IS_POS: tl.constexpr, CHUNK: tl.constexpr,
-                CP2: tl.constexpr):
-    """Chunk (j, c): race winner among its tokens that pass min-p (row threshold)."""
+def min_p_mass_kernel(x_ptr, stride_row, V, B, C, idx_ptr, mp_ptr, mp_val, t_ptr, t_val, pi_ptr,
+                      pf_ptr, mass_ptr, HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr,
+                      MINP_ROW: tl.constexpr, T_ROW: tl.constexpr, CHUNK: tl.constexpr,
+                      CP2: tl.constexpr):
+    """Chunk (j, c): the mass of its tokens that pass min-p (the row's threshold),
+    in the chunk's own scale. A chunk whose maximum is below the threshold
+    stores 0 without reading its tokens."""
     j = tl.program_id(0)
     c = tl.program_id(1)
     ok, row_off, _k, _p, mp, greedy, inv_t = request(
@@ -193,52 +198,59 @@ def race_kernel(x_ptr, stride_row, V, B, C, idx_ptr, mp_ptr, mp_val, t_ptr, t_va
         HAS_INDICES, False, False, False, False, True, MINP_ROW, FROM_LOGITS, T_ROW)
     bad, kmax, kmin, amax, n_pos, n_max, vmax, ref, mul, total = combine_stats(
         pi_ptr, pf_ptr, j, C, inv_t, FROM_LOGITS, CP2)
-    cols = c * CHUNK + tl.arange(0, CHUNK)
-    v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
-    usable = ok & (bad == 0) & (n_pos > 0) & ~greedy
-    keep = usable & row.positive(v, inb, FROM_LOGITS) & (v >= _min_p_floor(mp, vmax))
-    chunk_race(v, keep, cols, j, c, seed_ptr, seed_step, off_ptr, off_step, ref, mul,
-               best_f_ptr, best_i_ptr, (j * C + c).to(tl.int64), STREAM_IS_POS, FROM_LOGITS,
-               CHUNK)
+    base = (j * C + c).to(tl.int64)
+    floor = _min_p_floor(mp, vmax)
+    mass = tl.zeros([], tl.float32)
+    if tl.load(pf_ptr + base * NF) >= floor:
+        cols = c * CHUNK + tl.arange(0, CHUNK)
+        v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
+        keep = row.positive(v, inb, FROM_LOGITS) & (v >= floor)
+        if FROM_LOGITS:
+            w = tl.exp((v - tl.load(pf_ptr + base * NF)) * inv_t)
+        else:
+            w = v * row.pow2(-tl.load(pf_ptr + base * NF + 1).to(tl.int32))
+        mass = tl.sum(tl.where(keep, w, 0.0))
+    tl.store(mass_ptr + base, mass)
 
 
 @triton.jit(do_not_specialize=_SIZES)
-def final_kernel(pi_ptr, pf_ptr, best_f_ptr, best_i_ptr, C, B, idx_ptr, stride_row,
-                 mp_ptr, mp_val, t_ptr, t_val, out_ptr, valid_ptr,
-                 HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, HAS_MINP: tl.constexpr,
-                 MINP_ROW: tl.constexpr, T_ROW: tl.constexpr, LOCAL_SCALE: tl.constexpr,
-                 CP2: tl.constexpr):
-    """Output j: validity from the row's partials, token = best chunk winner.
-
-    With LOCAL_SCALE the chunk keys were scaled by each chunk's own maximum and
-    are brought to the row's scale first (a power of two for probs, an added
-    constant in the log domain for logits).
-    """
+def final_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, mass_ptr, mass_step,
+                 seed_ptr, seed_step, off_ptr, off_step, mp_ptr, mp_val, t_ptr, t_val, out_ptr,
+                 valid_ptr, HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr,
+                 HAS_MINP: tl.constexpr, MINP_ROW: tl.constexpr, T_ROW: tl.constexpr,
+                 STREAM_IS_POS: tl.constexpr, CHUNK: tl.constexpr, CP2: tl.constexpr):
+    """Output j of plain or min-p sampling: validity from the row's partials,
+    then the two-stage race: a chunk by its kept mass (``mass_ptr``, one value
+    per chunk every ``mass_step`` floats, each in its chunk's own scale), then
+    a token of that chunk (one read of one chunk)."""
     j = tl.program_id(0)
-    ok, _off, _k, _p, _m, greedy, inv_t = request(
+    ok, row_off, _k, _p, mp, greedy, inv_t = request(
         j, idx_ptr, B, stride_row, mp_ptr, 0, mp_ptr, 1.0, mp_ptr, mp_val, t_ptr, t_val,
         HAS_INDICES, False, False, False, False, HAS_MINP, MINP_ROW, FROM_LOGITS, T_ROW)
     bad, kmax, kmin, amax, n_pos, n_max, vmax, ref, mul, total = combine_stats(
         pi_ptr, pf_ptr, j, C, inv_t, FROM_LOGITS, CP2)
     ok &= (bad == 0) & (n_pos > 0)
-    cc = tl.arange(0, CP2)
-    m = cc < C
-    b = (j * C + cc).to(tl.int64)
-    keys = tl.load(best_f_ptr + b, mask=m, other=float("-inf"))
-    if LOCAL_SCALE:
-        scale = tl.load(pf_ptr + b * NF + 1, mask=m, other=0.0)
-        if FROM_LOGITS:
-            cm = tl.load(pf_ptr + b * NF, mask=m, other=float("-inf"))
-            keys = tl.where(keys > float("-inf"), keys + (cm - ref) * inv_t, keys)
-        else:
-            e = tl.max(tl.where(m, scale, -127.0)).to(tl.int32)
-            keys = keys * row.pow2(scale.to(tl.int32) - e)
-    best = tl.max(keys)
-    token = tl.min(tl.where(m & (keys == best), tl.load(best_i_ptr + b, mask=m, other=INT_MAX),
-                            INT_MAX))
-    token = tl.where(greedy | (best == float("-inf")), amax, token)
+    token = amax
+    if ok & ~greedy:
+        seed = tl.load(seed_ptr + j * seed_step)
+        offset = tl.load(off_ptr + j * off_step)
+        stream = stream_of(j, STREAM_IS_POS)
+        floor = float("-inf")
+        if HAS_MINP:
+            floor = _min_p_floor(mp, vmax)
+        chunk = tl.zeros([], tl.int32)
+        if C > 1:
+            cc = tl.arange(0, CP2)
+            m = cc < C
+            b = (j * C + cc).to(tl.int64)
+            mass = tl.load(mass_ptr + b * mass_step, mask=m, other=0.0)
+            log_mass = tl.where(mass > 0.0, tl.log(mass) + chunk_log_scale(
+                pf_ptr, b, m, ref, inv_t, FROM_LOGITS), float("-inf"))
+            chunk = pick_chunk(log_mass, cc, m, seed, offset, stream)
+        token = race_in_chunk(x_ptr, row_off, V, chunk, floor, INT_MIN, INT_MAX, seed, offset,
+                              stream, ref, mul, FROM_LOGITS, CHUNK)
     tl.store(out_ptr + j, tl.where(ok, token, 0).to(tl.int32))
-    tl.store(valid_ptr + j, ok.to(tl.int8))
+    tl.store(valid_ptr + j, ok)
 
 
 @triton.jit
@@ -260,13 +272,19 @@ def _bisect(gk, gw, lo, hi, target_c, target_m, USE_MASS: tl.constexpr):
 
 
 @triton.jit(do_not_specialize=_SIZES)
-def plan_kernel(pi_ptr, pf_ptr, gm_ptr, plan_ptr, C, B, idx_ptr, stride_row,
+def plan_kernel(pi_ptr, pf_ptr, gm_ptr, plan_ptr, count_ptr, C, B, idx_ptr, stride_row,
                 k_ptr, k_val, p_ptr, p_val, t_ptr, t_val,
                 HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, HAS_K: tl.constexpr,
                 K_ROW: tl.constexpr, HAS_P: tl.constexpr, P_ROW: tl.constexpr,
                 T_ROW: tl.constexpr, JOINT: tl.constexpr, CP2: tl.constexpr,
-                GP2: tl.constexpr, G_PER_CHUNK: tl.constexpr):
-    """Output j: the candidate bound L (plan[j]), or INT_MAX when the row needs none."""
+                GP2: tl.constexpr, G_PER_CHUNK: tl.constexpr, BRACKET: tl.constexpr):
+    """Output j: the candidate bracket ``plan[j] = (lo, hi, n_in, n_above)``.
+
+    Candidates are the tokens with ``lo <= key <= hi``; ``lo = INT_MAX`` when
+    the row needs none. Without BRACKET, ``hi = INT_MAX`` (every token from
+    ``lo`` up). With BRACKET (top-p alone), ``hi = kmax`` and ``n_in`` unknown
+    (INT_MAX): ``pivot_kernel`` / ``narrow_kernel`` then shrink the bracket.
+    """
     j = tl.program_id(0)
     ok, _off, k, p, _m, greedy, inv_t = request(
         j, idx_ptr, B, stride_row, k_ptr, k_val, p_ptr, p_val, k_ptr, 0.0, t_ptr, t_val,
@@ -292,14 +310,131 @@ def plan_kernel(pi_ptr, pf_ptr, gm_ptr, plan_ptr, C, B, idx_ptr, stride_row,
             target = p * total * (1.0 + 1e-5) + 1e-30
             bp = _bisect(gk, gw, kmin, kmax, 0, target, True)
             bound = tl.maximum(bound, bp)
-    tl.store(plan_ptr + j, bound.to(tl.int32))
+    hi = INT_MAX
+    if BRACKET:
+        hi = tl.where(bound < INT_MAX, kmax, INT_MAX)
+    tl.store(plan_ptr + j * 4, bound.to(tl.int32))
+    tl.store(plan_ptr + j * 4 + 1, hi)
+    tl.store(plan_ptr + j * 4 + 2, INT_MAX)
+    tl.store(plan_ptr + j * 4 + 3, 0)
+    tl.store(count_ptr + j, 0)   # compact_kernel's slot counter
+
+
+@triton.jit
+def _chunk_scale(pf_ptr, base, inv_t, FROM_LOGITS: tl.constexpr):
+    """(shift, factor): a chunk's own weights are ``exp((v - shift) * inv_t)``
+    (logits) or ``v * factor`` (probs), as in ``stats_kernel``."""
+    cm = tl.load(pf_ptr + base * NF)
+    shift = tl.where(cm == float("-inf"), 0.0, cm)
+    factor = row.pow2(-tl.load(pf_ptr + base * NF + 1).to(tl.int32))
+    return shift, factor
+
+
+@triton.jit
+def _local_weight(v, keep, shift, factor, inv_t, FROM_LOGITS: tl.constexpr):
+    if FROM_LOGITS:
+        return tl.where(keep, tl.exp((v - shift) * inv_t), 0.0)
+    else:
+        return tl.where(keep, v * factor, 0.0)
+
+
+@triton.jit
+def _to_row_scale(pf_ptr, b, m, ref, mul, inv_t, FROM_LOGITS: tl.constexpr):
+    """Factors that turn chunk-scale masses (``_local_weight``) into row-scale ones."""
+    if FROM_LOGITS:
+        cm = tl.load(pf_ptr + b * NF, mask=m, other=float("-inf"))
+        return tl.where(cm > float("-inf"), tl.exp((cm - ref) * inv_t), 0.0)
+    else:
+        e = tl.load(pf_ptr + b * NF + 1, mask=m, other=-127.0).to(tl.int32)
+        return row.pow2(e) * mul
+
+
+@triton.jit
+def _bracket_active(plan_ptr, j, CAP: tl.constexpr):
+    lo = tl.load(plan_ptr + j * 4)
+    hi = tl.load(plan_ptr + j * 4 + 1)
+    n_in = tl.load(plan_ptr + j * 4 + 2)
+    return lo, hi, n_in, (lo < hi) & (n_in > CAP)
 
 
 @triton.jit(do_not_specialize=_SIZES)
-def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, plan_ptr, count_ptr, cand_ptr,
-                   HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, CHUNK: tl.constexpr,
-                   CAP: tl.constexpr):
-    """Chunk (j, c): append its tokens with key >= L to row j's candidate buffer.
+def pivot_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pf_ptr, plan_ptr,
+                 pc_ptr, pm_ptr, HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr,
+                 T_ROW: tl.constexpr, CHUNK: tl.constexpr, CAP: tl.constexpr):
+    """Chunk (j, c) of a row whose bracket still holds more than CAP tokens:
+    count and mass (chunk scale) of its tokens at or above 16 pivots spread
+    over the bracket. One read of the chunk; other rows return at once."""
+    j = tl.program_id(0)
+    c = tl.program_id(1)
+    lo, hi, n_in, active = _bracket_active(plan_ptr, j, CAP)
+    if active:
+        ok, row_off, _k, _p, _m, greedy, inv_t = request(
+            j, idx_ptr, B, stride_row, t_ptr, 0, t_ptr, 1.0, t_ptr, 0.0, t_ptr, t_val,
+            HAS_INDICES, False, False, False, False, False, False, FROM_LOGITS, T_ROW)
+        base = (j * C + c).to(tl.int64)
+        shift, factor = _chunk_scale(pf_ptr, base, inv_t, FROM_LOGITS)
+        jv = tl.arange(0, row.NPIV)
+        piv = (lo.to(tl.int64) + ((hi.to(tl.int64) - lo + 1) * jv) // row.NPIV).to(tl.int32)
+        cnt = tl.zeros([row.NPIV], tl.int32)
+        mass = tl.zeros([row.NPIV], tl.float32)
+        # Sub-blocks keep the (tokens x pivots) tile small enough for registers.
+        SUB: tl.constexpr = CHUNK // 4
+        for sb in tl.static_range(4):
+            cols = c * CHUNK + sb * SUB + tl.arange(0, SUB)
+            v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
+            pos = row.positive(v, inb, FROM_LOGITS)
+            ge = (row.order_key(v, FROM_LOGITS)[:, None] >= piv[None, :]) & pos[:, None]
+            w = _local_weight(v, pos, shift, factor, inv_t, FROM_LOGITS)
+            cnt += tl.sum(ge.to(tl.int32), axis=0)
+            mass += tl.sum(tl.where(ge, w[:, None], 0.0), axis=0)
+        tl.store(pc_ptr + base * row.NPIV + jv, cnt)
+        tl.store(pm_ptr + base * row.NPIV + jv, mass)
+
+
+@triton.jit(do_not_specialize=_SIZES)
+def narrow_kernel(pi_ptr, pf_ptr, plan_ptr, pc_ptr, pm_ptr, C, B, idx_ptr, stride_row,
+                  p_ptr, p_val, t_ptr, t_val, HAS_INDICES: tl.constexpr,
+                  FROM_LOGITS: tl.constexpr, P_ROW: tl.constexpr, T_ROW: tl.constexpr,
+                  CP2: tl.constexpr, CAP: tl.constexpr):
+    """Output j: the pivot interval that holds the top-p threshold becomes the
+    bracket (16-fold narrower in keys), with its exact token count."""
+    j = tl.program_id(0)
+    lo, hi, n_in, active = _bracket_active(plan_ptr, j, CAP)
+    if active:
+        ok, _off, _k, p, _m, greedy, inv_t = request(
+            j, idx_ptr, B, stride_row, p_ptr, 0, p_ptr, p_val, p_ptr, 0.0, t_ptr, t_val,
+            HAS_INDICES, False, False, True, P_ROW, False, False, FROM_LOGITS, T_ROW)
+        bad, kmax, kmin, amax, n_pos, n_max, vmax, ref, mul, total = combine_stats(
+            pi_ptr, pf_ptr, j, C, inv_t, FROM_LOGITS, CP2)
+        cc = tl.arange(0, CP2)
+        m = cc < C
+        b = (j * C + cc).to(tl.int64)
+        jv = tl.arange(0, row.NPIV)
+        at = b[:, None] * row.NPIV + jv[None, :]
+        scale = _to_row_scale(pf_ptr, b, m, ref, mul, inv_t, FROM_LOGITS)
+        cnt = tl.sum(tl.load(pc_ptr + at, mask=m[:, None], other=0), axis=0)
+        mass = tl.sum(tl.load(pm_ptr + at, mask=m[:, None], other=0.0) * scale[:, None], axis=0)
+        piv = (lo.to(tl.int64) + ((hi.to(tl.int64) - lo + 1) * jv) // row.NPIV).to(tl.int32)
+        # Pivot 0 is lo, whose mass reaches the target by construction.
+        jb = tl.max(tl.where((mass >= p * total) | (jv == 0), jv, 0))
+        last = jb + 1 >= row.NPIV
+        n_above = tl.load(plan_ptr + j * 4 + 3)
+        n_ge = tl.sum(tl.where(jv == jb, cnt, 0))
+        n_next = tl.where(last, n_above, tl.sum(tl.where(jv == jb + 1, cnt, 0)))
+        tl.store(plan_ptr + j * 4, tl.sum(tl.where(jv == jb, piv, 0)))
+        tl.store(plan_ptr + j * 4 + 1, tl.where(last, hi, tl.sum(tl.where(jv == jb + 1, piv, 0)) - 1))
+        tl.store(plan_ptr + j * 4 + 2, n_ge - n_next)
+        tl.store(plan_ptr + j * 4 + 3, n_next)
+
+
+@triton.jit(do_not_specialize=_SIZES)
+def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pf_ptr, plan_ptr,
+                   count_ptr, cand_ptr, above_ptr, HAS_INDICES: tl.constexpr,
+                   FROM_LOGITS: tl.constexpr, T_ROW: tl.constexpr, BRACKET: tl.constexpr,
+                   CHUNK: tl.constexpr, CAP: tl.constexpr):
+    """Chunk (j, c): append its tokens with ``lo <= key <= hi`` to row j's
+    candidate buffer; with BRACKET also store the mass (chunk scale) of its
+    tokens above ``hi``, which are kept for sure.
 
     The slot range comes from one atomic add on the row's counter (never a
     wait); slots past CAP are dropped and the counter records the overflow.
@@ -308,37 +443,100 @@ def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, plan_ptr, count_ptr, can
     """
     j = tl.program_id(0)
     c = tl.program_id(1)
-    bound = tl.load(plan_ptr + j)
-    if bound < INT_MAX:
-        if HAS_INDICES:
-            rid = tl.load(idx_ptr + j)
-        else:
-            rid = j.to(tl.int64)
-        row_off = tl.where((rid >= 0) & (rid < B), rid, 0).to(tl.int64) * stride_row
+    lo = tl.load(plan_ptr + j * 4)
+    hi = tl.load(plan_ptr + j * 4 + 1)
+    above = tl.zeros([], tl.float32)
+    if lo < INT_MAX:
+        ok, row_off, _k, _p, _m, greedy, inv_t = request(
+            j, idx_ptr, B, stride_row, t_ptr, 0, t_ptr, 1.0, t_ptr, 0.0, t_ptr, t_val,
+            HAS_INDICES, False, False, False, False, False, False, FROM_LOGITS, T_ROW)
         cols = c * CHUNK + tl.arange(0, CHUNK)
         v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
         key = row.order_key(v, FROM_LOGITS)
-        sel = (row.positive(v, inb, FROM_LOGITS) & (key >= bound)).to(tl.int32)
+        pos = row.positive(v, inb, FROM_LOGITS)
+        sel = (pos & (key >= lo) & (key <= hi)).to(tl.int32)
         n = tl.sum(sel)
         if n > 0:
             start = tl.atomic_add(count_ptr + j, n)
             slot = start + tl.cumsum(sel, axis=0) - sel
             packed = (key.to(tl.int64) << 32) | (0xFFFFFFFF - cols.to(tl.int64))
             tl.store(cand_ptr + j.to(tl.int64) * CAP + slot, packed, mask=(sel > 0) & (slot < CAP))
+        if BRACKET:
+            shift, factor = _chunk_scale(pf_ptr, (j * C + c).to(tl.int64), inv_t, FROM_LOGITS)
+            above = tl.sum(_local_weight(v, pos & (key > hi), shift, factor, inv_t, FROM_LOGITS))
+    if BRACKET:
+        tl.store(above_ptr + (j * C + c).to(tl.int64), above)
+
+
+@triton.jit
+def _chunk_masses(keep, w, idx, C, CP2: tl.constexpr, CHUNK: tl.constexpr):
+    """Kept candidate mass per chunk (a CP2 vector), one chunk at a time."""
+    ch = idx // CHUNK
+    cc = tl.arange(0, CP2)
+    mass = tl.zeros([CP2], tl.float32)
+    for c in range(C):
+        mass = tl.where(cc == c, tl.sum(tl.where(keep & (ch == c), w, 0.0)), mass)
+    return mass
+
+
+@triton.jit
+def _select_bracket(x_ptr, row_off, V, C, j, pf_ptr, plan_ptr, cand_ptr, above_ptr, count,
+                    n_pos, p, total, ref, mul, inv_t, seed, offset, stream,
+                    FROM_LOGITS: tl.constexpr, CP2: tl.constexpr, CAP: tl.constexpr,
+                    CHUNK: tl.constexpr):
+    """Top-p alone: the tokens above the bracket are kept; the sorted bracket
+    candidates continue the prefix; the race reads the chosen chunk.
+    Returns ``(token, fallback)``: fallback when rounding might carry the
+    prefix past the last candidate."""
+    s = tl.arange(0, CAP)
+    live = s < count
+    packed = tl.load(cand_ptr + j.to(tl.int64) * CAP + s, mask=live, other=-9223372036854775808)
+    packed = tl.sort(packed, descending=True)
+    key = (packed >> 32).to(tl.int32)
+    idx = (0xFFFFFFFF - (packed & 0xFFFFFFFF)).to(tl.int32)
+    w = row.weight(row.key_value(key, FROM_LOGITS), live, ref, mul, FROM_LOGITS)
+    cc = tl.arange(0, CP2)
+    m = cc < C
+    b = (j * C + cc).to(tl.int64)
+    above = tl.load(above_ptr + b, mask=m, other=0.0) * _to_row_scale(pf_ptr, b, m, ref, mul,
+                                                                       inv_t, FROM_LOGITS)
+    n_above = tl.load(plan_ptr + j * 4 + 3)
+    before = tl.sum(above) + tl.cumsum(w, axis=0) - w
+    in_prefix = before < p * total
+    keep = live & (in_prefix | ((s == 0) & (n_above == 0)))
+    n_keep = tl.sum(keep.to(tl.int32))
+    # In exact arithmetic the bracket holds the threshold; float32 sums could
+    # leave the prefix short of the target after the last candidate.
+    short = tl.sum(above) + tl.sum(w) < p * total
+    fallback = (n_keep == 0) | (short & (count + n_above < n_pos))
+    t = tl.sum(tl.where(s == n_keep - 1, key, 0))
+    last = tl.sum(tl.where(s == n_keep - 1, idx, 0))
+    chunk = tl.zeros([], tl.int32)
+    if C > 1:
+        mass = above + _chunk_masses(keep, w, idx, C, CP2, CHUNK)
+        chunk = pick_chunk(tl.where(mass > 0.0, tl.log(mass), float("-inf")), cc, m, seed,
+                           offset, stream)
+    token = race_in_chunk(x_ptr, row_off, V, chunk, float("-inf"), t, last, seed, offset, stream,
+                          ref, mul, FROM_LOGITS, CHUNK)
+    return token, fallback
 
 
 @triton.jit(do_not_specialize=_SIZES)
 def select_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr, count_ptr,
-                  cand_ptr, seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr,
+                  cand_ptr, above_ptr, seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr,
                   k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_val, t_ptr, t_val,
                   HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, HAS_K: tl.constexpr,
                   K_ROW: tl.constexpr, HAS_P: tl.constexpr, P_ROW: tl.constexpr,
                   HAS_MINP: tl.constexpr, MINP_ROW: tl.constexpr, T_ROW: tl.constexpr,
                   JOINT: tl.constexpr, STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr,
-                  CAP: tl.constexpr, BLOCK: tl.constexpr):
+                  CAP: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr,
+                  BRACKET: tl.constexpr):
     """Output j: exact order of the candidates (one sort), the kept prefix, the race.
 
-    Worst case (overflow): the single-program path, 1-16 search passes + 1.
+    Without BRACKET every kept token is a candidate and the race runs over
+    them. With BRACKET (top-p alone) the tokens above the bracket are kept for
+    sure: their mass starts the prefix sum, and the race reads the chosen chunk.
+    Worst case (overflow): the single-program path, 1-16 search passes + 2.
     """
     j = tl.program_id(0)
     ok, row_off, k, p, mp, greedy, inv_t = request(
@@ -352,11 +550,16 @@ def select_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
         seed = tl.load(seed_ptr + j * seed_step)
         offset = tl.load(off_ptr + j * off_step)
         count = tl.load(count_ptr + j)
-        bound = tl.load(plan_ptr + j)
+        bound = tl.load(plan_ptr + j * 4)
         k_on = HAS_K & (k > 0) & (k < n_pos)
         p_on = HAS_P & (p < 1.0)
+        stream = stream_of(j, STREAM_IS_POS)
         fallback = (bound == INT_MAX) | (count > CAP)
-        if ~fallback:
+        if BRACKET & ~fallback:
+            token, fallback = _select_bracket(
+                x_ptr, row_off, V, C, j, pf_ptr, plan_ptr, cand_ptr, above_ptr, count, n_pos,
+                p, total, ref, mul, inv_t, seed, offset, stream, FROM_LOGITS, CP2, CAP, CHUNK)
+        elif ~fallback:
             s = tl.arange(0, CAP)
             live = s < count
             packed = tl.load(cand_ptr + j.to(tl.int64) * CAP + s, mask=live,
@@ -382,13 +585,19 @@ def select_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
                 fallback = (last_kept > 0) & (count < n_pos) & ~(k_on & (k <= count))
             if HAS_MINP:
                 keep &= v >= _min_p_floor(mp, vmax)
-            e = trng.exponential(trng.token_bits(idx, seed, offset, stream_of(j, STREAM_IS_POS)))
+            if C > 1:
+                # Stage one of the race: kept mass per chunk.
+                mass = _chunk_masses(keep, w, idx, C, CP2, CHUNK)
+                cc = tl.arange(0, CP2)
+                log_mass = tl.where(mass > 0.0, tl.log(mass), float("-inf"))
+                keep &= idx // CHUNK == pick_chunk(log_mass, cc, cc < C, seed, offset, stream)
+            e = trng.exponential(trng.token_bits(idx, seed, offset, stream))
             race = tl.where(keep, race_key(v, e, ref, mul, FROM_LOGITS), float("-inf"))
             best = tl.max(race)
             token = tl.min(tl.where(keep & (race == best), idx, INT_MAX))
         if fallback:
             token = sample_row(x_ptr, row_off, V, j, k, p, mp, kmax, kmin, amax, n_pos, vmax,
                                ref, mul, total, seed, offset, HAS_K, HAS_P, HAS_MINP, JOINT,
-                               STREAM_IS_POS, FROM_LOGITS, BLOCK)
+                               STREAM_IS_POS, FROM_LOGITS, BLOCK, CHUNK, CP2)
     tl.store(out_ptr + j, tl.where(ok, token, 0).to(tl.int32))
-    tl.store(valid_ptr + j, ok.to(tl.int8))
+    tl.store(valid_ptr + j, ok)

@@ -135,31 +135,62 @@ def kept_in_block(v, inb, t, r, ties, FROM_LOGITS: tl.constexpr):
 
 
 @triton.jit
+def pick_chunk(log_mass, cc, live, seed, offset, stream):
+    """Stage one of the race (rng.py): the chunk ``argmax_c log W_c - log E_c``
+    among ``cc`` (live, ``W_c > 0``), the lowest on ties."""
+    e = trng.exponential(trng.chunk_bits(cc, seed, offset, stream))
+    key = tl.where(live & (log_mass > float("-inf")), log_mass - tl.log(e), float("-inf"))
+    return tl.min(tl.where(key == tl.max(key), cc, 2147483647))
+
+
+@triton.jit
 def sample_row(x_ptr, row_off, V, j, k, p, mp, kmax, kmin, amax, n_pos, vmax, ref, mul, total,
                seed, offset, HAS_K: tl.constexpr, HAS_P: tl.constexpr, HAS_MINP: tl.constexpr,
                JOINT: tl.constexpr, STREAM_IS_POS: tl.constexpr, FROM_LOGITS: tl.constexpr,
-               BLOCK: tl.constexpr):
-    """One program, one valid row: the kept prefix (0-16 search passes), then the race (1 pass).
+               BLOCK: tl.constexpr, CHUNK: tl.constexpr, CP2: tl.constexpr):
+    """One program, one valid row: the kept prefix (0-16 search passes), the
+    kept mass of each chunk (1 pass, rows longer than CHUNK only), then the
+    race in the chosen chunk (one chunk). Worst case 1 + 16 + 1 + 1 passes.
 
-    Also the bounded fallback of the pruned path (prune.py) when its candidate
-    buffer overflows.
+    The bounded fallback of the pruned path (chunked.py) when its candidate
+    buffer overflows; ``CP2`` bounds the number of chunks.
     """
     token = amax
     t, r, length, _ = _prefix(x_ptr, row_off, V, k, p, kmax, kmin, n_pos, ref, mul, total,
                               HAS_K, HAS_P, JOINT, False, FROM_LOGITS, BLOCK)
+    min_p_floor = float("-inf")
     if HAS_MINP:
         min_p_floor = _min_p_floor(mp, vmax)
     if length > 1:
         stream = stream_of(j, STREAM_IS_POS)
+        chunk = tl.zeros([], tl.int32)
+        ties = tl.zeros([], tl.int32)
+        if V > CHUNK:
+            # Stage one of the race: kept mass per chunk, and the ties seen
+            # before each chunk (the tie rank runs over the whole row).
+            cc = tl.arange(0, CP2)
+            mass = tl.zeros([CP2], tl.float32)
+            ties_before = tl.zeros([CP2], tl.int32)
+            for c in range(0, tl.cdiv(V, CHUNK)):
+                ties_before = tl.where(cc == c, ties, ties_before)
+                m = tl.zeros([], tl.float32)
+                for start in range(c * CHUNK, tl.minimum(c * CHUNK + CHUNK, V), BLOCK):
+                    cols = start + tl.arange(0, BLOCK)
+                    v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
+                    keep, ties = kept_in_block(v, inb, t, r, ties, FROM_LOGITS)
+                    keep &= v >= min_p_floor
+                    m += tl.sum(row.weight(v, keep, ref, mul, FROM_LOGITS))
+                mass = tl.where(cc == c, m, mass)
+            log_mass = tl.where(mass > 0.0, tl.log(mass), float("-inf"))
+            chunk = pick_chunk(log_mass, cc, cc < tl.cdiv(V, CHUNK), seed, offset, stream)
+            ties = tl.sum(tl.where(cc == chunk, ties_before, 0))
         best = tl.full([], float("-inf"), tl.float32)
         best_i = amax
-        ties = tl.zeros([], tl.int32)
-        for start in range(0, V, BLOCK):
+        for start in range(chunk * CHUNK, tl.minimum(chunk * CHUNK + CHUNK, V), BLOCK):
             cols = start + tl.arange(0, BLOCK)
             v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
             keep, ties = kept_in_block(v, inb, t, r, ties, FROM_LOGITS)
-            if HAS_MINP:
-                keep &= v >= min_p_floor
+            keep &= v >= min_p_floor
             if tl.max(keep.to(tl.int32)) > 0:
                 e = trng.exponential(trng.block_bits(start, BLOCK, seed, offset, stream))
                 race = race_key(v, e, ref, mul, FROM_LOGITS)

@@ -14,6 +14,8 @@ _M1: tl.constexpr = tl.constexpr(rng.PHILOX_M1)
 _W0: tl.constexpr = tl.constexpr(rng.PHILOX_W0)
 _W1: tl.constexpr = tl.constexpr(rng.PHILOX_W1)
 _ROUNDS: tl.constexpr = tl.constexpr(rng.PHILOX_ROUNDS)
+# 2**31 as an int32 bit pattern (a literal 2**31 would widen the counter to int64).
+_CHUNK_COUNTER: tl.constexpr = tl.constexpr(rng.CHUNK_COUNTER - 2**32)
 
 
 @triton.jit
@@ -65,6 +67,15 @@ def token_bits(tokens, seed, offset, stream):
     """Random bits (uint32) of arbitrary token ids (int32 tensor): one Philox call each."""
     w0, w1, w2, w3 = _philox_at((tokens // 4).to(tl.uint32), seed, offset, stream)
     lane = tokens % 4
+    return tl.where(lane == 0, w0, tl.where(lane == 1, w1, tl.where(lane == 2, w2, w3)))
+
+
+@triton.jit
+def chunk_bits(chunks, seed, offset, stream):
+    """Random bits (uint32) of chunk ids (int32 tensor): the chunk draws of rng.py."""
+    groups = (chunks // 4 + _CHUNK_COUNTER).to(tl.uint32, bitcast=True)
+    w0, w1, w2, w3 = _philox_at(groups, seed, offset, stream)
+    lane = chunks % 4
     return tl.where(lane == 0, w0, tl.where(lane == 1, w1, tl.where(lane == 2, w2, w3)))
 
 
