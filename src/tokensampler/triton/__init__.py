@@ -9,6 +9,8 @@ On CPU tensors the same code runs under Triton's interpreter
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 import triton
 
@@ -45,21 +47,6 @@ def _param(value, dummy: torch.Tensor, default):
 
 def _chunk(vocab: int) -> int:
     return max(GROUP, min(CHUNK_TOKENS, triton.next_power_of_2(vocab)))
-
-
-class _Workspace:
-    """Slices of one allocation, each starting on a 64-byte boundary (Triton
-    specialises pointers on 16-byte alignment; one allocation per dtype keeps
-    the host cost of a small call down)."""
-
-    def __init__(self, dtype, device, **sizes):
-        offsets, total = {}, 0
-        for name, size in sizes.items():
-            offsets[name] = total
-            total += -(-max(size, 1) // 16) * 16
-        buf = torch.empty(total, dtype=dtype, device=device)
-        for name, size in sizes.items():
-            setattr(self, name, buf[offsets[name]:offsets[name] + max(size, 1)])
 
 
 def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,16 +87,25 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     bracket = call.top_k is None and call.min_p is None and vocab > cap
     g_per_chunk = chunk // GROUP
     nc = n * n_chunks
-    wi = _Workspace(torch.int32, dev, part=nc * 6, gm=nc * g_per_chunk if filtered else 0,
-                    plan=n * 4 if filtered else 0, count=n if filtered else 0,
-                    piv=nc * 16 if bracket else 0)
-    wf = _Workspace(torch.float32, dev, part=nc * 3, mass=nc if call.min_p is not None else 0,
-                    above=nc if bracket else 0, piv=nc * 16 if bracket else 0)
+    wi = SimpleNamespace(part=torch.empty(nc * 6, dtype=torch.int32, device=dev))
+    wf = SimpleNamespace(part=torch.empty(nc * 3, dtype=torch.float32, device=dev))
+    wi.gm = wi.part
+    if filtered:
+        wi.gm = torch.empty(nc * g_per_chunk, dtype=torch.int32, device=dev)
+        wi.plan = torch.empty(n * 5, dtype=torch.int32, device=dev)
+        wi.count = wi.plan[4 * n:]
+    if call.min_p is not None:
+        wf.mass = torch.empty(nc, dtype=torch.float32, device=dev)
+    wf.above = wf.part
+    if bracket:
+        wi.piv = torch.empty(nc * 16, dtype=torch.int32, device=dev)
+        wf.piv = torch.empty(nc * 17, dtype=torch.float32, device=dev)
+        wf.above = wf.piv[nc * 16:]
     grid = (n, n_chunks)
     common = (x, x.stride(0), vocab, batch, n_chunks, idx)
     chunked.stats_kernel[grid](
         *common, t_ptr, t_val, wi.part, wf.part, wi.gm, WITH_GM=filtered, CHUNK=chunk,
-        GROUP=GROUP, num_warps=warps, **flags)
+        GROUP=GROUP, num_warps=warps if filtered else 4, **flags)   # measured best
     if not filtered:
         if call.min_p is None:
             mass, step = wf.part[2:], 3   # each chunk's whole mass, from stats

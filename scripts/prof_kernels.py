@@ -1,0 +1,22 @@
+"""GPU time per Triton kernel of one sampling call (torch.profiler), B in {256, 1024}, V=128256."""
+import torch
+from torch.profiler import ProfilerActivity, profile
+import tokensampler as ts
+for B in (256, 1024):
+    x = torch.softmax(torch.randn(B, 128256, device="cuda"), 1)
+    seed = torch.tensor([1], device="cuda"); off = torch.tensor([0], device="cuda")
+    calls = {"top_p_0.9": lambda: ts.top_p_sampling_from_probs(x, 0.9, seed=seed, offset=off),
+             "top_k_50": lambda: ts.top_k_sampling_from_probs(x, 50, seed=seed, offset=off),
+             "joint": lambda: ts.top_k_top_p_sampling_from_probs(x, 50, 0.9, seed=seed, offset=off),
+             "min_p": lambda: ts.min_p_sampling_from_probs(x, 0.1, seed=seed, offset=off),
+             "plain": lambda: ts.sampling_from_probs(x, seed=seed, offset=off)}
+    for name, fn in calls.items():
+        for _ in range(3): fn()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(5): fn()
+            torch.cuda.synchronize()
+        rows = [(e.key, e.device_time_total / 5, e.count // 5) for e in prof.key_averages()]
+        rows.sort(key=lambda r: -r[1])
+        total = sum(r[1] for r in rows)
+        print(f"B={B} {name}: {total:.0f} us GPU; " + "; ".join(f"{k[:22]} x{c} {t:.0f}" for k, t, c in rows[:8]))
