@@ -375,21 +375,20 @@ def pivot_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pf_ptr, plan
         shift, factor = _chunk_scale(pf_ptr, base, inv_t, FROM_LOGITS)
         jv = tl.arange(0, row.NPIV)
         piv = (lo.to(tl.int64) + ((hi.to(tl.int64) - lo + 1) * jv) // row.NPIV).to(tl.int32)
-        # Sub-blocks keep the (tokens x pivots) tile small enough for registers;
-        # they accumulate element-wise, so the cross-thread sums run once.
-        SUB: tl.constexpr = CHUNK // 8
-        cnt = tl.zeros([SUB, row.NPIV], tl.int32)
-        mass = tl.zeros([SUB, row.NPIV], tl.float32)
-        for sb in tl.static_range(8):
+        cnt = tl.zeros([row.NPIV], tl.int32)
+        mass = tl.zeros([row.NPIV], tl.float32)
+        # Sub-blocks keep the (tokens x pivots) tile small enough for registers.
+        SUB: tl.constexpr = CHUNK // 4
+        for sb in tl.static_range(4):
             cols = c * CHUNK + sb * SUB + tl.arange(0, SUB)
             v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
             pos = row.positive(v, inb, FROM_LOGITS)
             ge = (row.order_key(v, FROM_LOGITS)[:, None] >= piv[None, :]) & pos[:, None]
             w = _local_weight(v, pos, shift, factor, inv_t, FROM_LOGITS)
-            cnt += ge.to(tl.int32)
-            mass += tl.where(ge, w[:, None], 0.0)
-        tl.store(pc_ptr + base * row.NPIV + jv, tl.sum(cnt, axis=0))
-        tl.store(pm_ptr + base * row.NPIV + jv, tl.sum(mass, axis=0))
+            cnt += tl.sum(ge.to(tl.int32), axis=0)
+            mass += tl.sum(tl.where(ge, w[:, None], 0.0), axis=0)
+        tl.store(pc_ptr + base * row.NPIV + jv, cnt)
+        tl.store(pm_ptr + base * row.NPIV + jv, mass)
 
 
 @triton.jit(do_not_specialize=_SIZES)
