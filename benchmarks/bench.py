@@ -279,16 +279,18 @@ def plot(rows, meta, path):
         print("matplotlib missing: no plot", file=sys.stderr)
         return
     ops = sorted({r["op"] for r in rows})
-    vocab = max({r["vocab"] for r in rows if r["dist"] != "real"} or {r["vocab"] for r in rows})
+    dist = "normal1" if any(r["dist"] == "normal1" for r in rows) else rows[0]["dist"]
+    vocab = max(r["vocab"] for r in rows if r["dist"] == dist)
     fig, axes = plt.subplots(2, (len(ops) + 1) // 2, figsize=(4 * ((len(ops) + 1) // 2), 7),
                              squeeze=False)
     for ax, op in zip(axes.flat, ops):
-        for prov in ("tokensampler", "flashinfer", "torch_sort", "multinomial", "floor"):
+        for color, prov in enumerate(("tokensampler", "flashinfer", "torch_sort", "multinomial",
+                                      "floor")):
             pts = sorted((r["batch"], r["median_us"]) for r in rows if r["op"] == op
                          and r["provider"] == prov and r["vocab"] == vocab
-                         and r["dist"] == "normal1" and "median_us" in r)
+                         and r["dist"] == dist and "median_us" in r)
             if pts:
-                ax.plot(*zip(*pts), marker="o", label=prov)
+                ax.plot(*zip(*pts), marker="o", label=prov, color=f"C{color}")  # same in every panel
         ax.set(title=f"{op}, V={vocab}", xscale="log", yscale="log", xlabel="batch",
                ylabel="µs")
     handles = {}

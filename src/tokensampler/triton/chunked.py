@@ -23,7 +23,17 @@ top-k / top-p / both (2 reads plus a few thousand candidates, 4 launches):
     copies the tokens with key >= L into a per-row buffer (one atomic slot
     reservation per chunk, no waiting); ``select_kernel`` sorts them by the
     exact order, applies the rules of docs/semantics.md to that prefix and
-    races the kept ones (chunk masses summed over the candidates). A row whose candidates overflow the buffer, or whose
+    races the kept ones (chunk masses summed over the candidates).
+top-p alone (2 to 2 + NARROW_PASSES reads plus one chunk):
+    too many tokens are kept to sort them all, so ``plan_kernel`` opens a
+    bracket ``[L, kmax]`` around the threshold; each ``pivot_kernel`` /
+    ``narrow_kernel`` pair counts and sums the tokens at 16 pivots (one read)
+    and keeps the pivot interval that holds the threshold, until the bracket
+    holds at most CAP tokens (rows that fit return at once; the bracket
+    shrinks 16-fold in keys per pass, so the number of passes is bounded).
+    ``compact_kernel`` collects the bracket and sums the tokens above it,
+    which are kept for sure; ``select_kernel`` sorts the bracket, finishes the
+    prefix, picks the chunk and races the tokens of that chunk. A row whose candidates overflow the buffer, or whose
     top-p prefix might pass the last candidate (float rounding), takes the
     single-program path of kernels.py: bounded, slower.
 

@@ -1,4 +1,7 @@
-"""Time the row-split kernels alone at B=256, V=128256 (probs), varying num_warps."""
+"""Time the stats kernel alone at B=256, V=128256 (probs) for num_warps 4, 8, 16.
+
+    python benchmarks/tune_stats.py
+"""
 import torch, triton
 from tokensampler.triton import chunked
 B, V, CH = 256, 128256, 4096

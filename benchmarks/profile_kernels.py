@@ -1,4 +1,7 @@
-"""GPU time per Triton kernel of one sampling call (torch.profiler), B in {256, 1024}, V=128256."""
+"""GPU time per Triton kernel of one sampling call (torch.profiler), B in {256, 1024}, V=128256.
+
+    python benchmarks/profile_kernels.py
+"""
 import torch
 from torch.profiler import ProfilerActivity, profile
 import tokensampler as ts

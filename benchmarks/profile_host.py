@@ -1,4 +1,7 @@
-"""Where the host time of one small sampling call goes (eager, B=1)."""
+"""Host time of small eager sampling calls (B=1) and where it goes (cProfile).
+
+    python benchmarks/profile_host.py
+"""
 import cProfile, pstats, time, torch
 import tokensampler as ts
 x = torch.softmax(torch.randn(1, 128256, device="cuda"), 1)

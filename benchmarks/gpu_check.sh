@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# What every kernel change runs on the GPU machine (no network there): the
+# wheels in .whl/ (FlashInfer and pytest, see benchmarks/RESULTS.md), the GPU
+# test suite, the agreement run and the per-kernel profile. Output under $OUT.
+#   OUT=/tmp/out bash benchmarks/gpu_check.sh
+set -euo pipefail
+OUT=${OUT:-gpu-check}
+mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl 2>&1 | grep -v "Location" || true
+export PYTHONPATH=/tmp/site:$PWD/src:$PWD/tests PYTHONUNBUFFERED=1 FLASHINFER_CUDA_ARCH_LIST=9.0
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/card.txt"
+python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider 2>&1 | tail -4 | tee "$OUT/gpu_tests.txt"
+python3 benchmarks/agreement.py --rows 1000000 2>&1 | tail -12 | tee "$OUT/agreement.txt"
+python3 benchmarks/profile_kernels.py 2>&1 | grep -v Warn | tee "$OUT/kernels.txt"
