@@ -130,13 +130,15 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
         # Each pass returns at once for rows whose bracket already fits.
         for _ in range(NARROW_PASSES):
             chunked.pivot_kernel[grid](
-                *common, t_ptr, t_val, wf.part, wi.plan, wi.piv, wf.piv, CHUNK=chunk, CAP=cap,
+                *common, t_ptr, t_val, wi.part, wf.part, wi.plan, wi.piv, wf.piv, CHUNK=chunk,
+                CAP=cap,
                 num_warps=warps, **flags)
             chunked.narrow_kernel[(n,)](
                 wi.part, wf.part, wi.plan, wi.piv, wf.piv, n_chunks, batch, idx, x.stride(0),
                 p_ptr, p_val, t_ptr, t_val, P_ROW=p_row, CP2=cp2, CAP=cap, num_warps=4, **flags)
     chunked.compact_kernel[grid](
-        *common, t_ptr, t_val, wf.part, wi.plan, wi.count, cand, wf.above, BRACKET=bracket,
+        *common, t_ptr, t_val, wi.part, wf.part, wi.plan, wi.count, cand, wf.above,
+        BRACKET=bracket,
         CHUNK=chunk, CAP=cap, num_warps=warps, **flags)
     chunked.select_kernel[(n,)](
         *common, wi.part, wf.part, wi.plan, wi.count, cand, wf.above, *seeds, out, valid, k_ptr,

@@ -368,7 +368,7 @@ def _bracket_active(plan_ptr, j, CAP: tl.constexpr):
 
 
 @triton.jit(do_not_specialize=_SIZES)
-def pivot_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pf_ptr, plan_ptr,
+def pivot_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_ptr, plan_ptr,
                  pc_ptr, pm_ptr, HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr,
                  T_ROW: tl.constexpr, CHUNK: tl.constexpr, CAP: tl.constexpr):
     """Chunk (j, c) of a row whose bracket still holds more than CAP tokens:
@@ -387,16 +387,18 @@ def pivot_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pf_ptr, plan
         piv = (lo.to(tl.int64) + ((hi.to(tl.int64) - lo + 1) * jv) // row.NPIV).to(tl.int32)
         cnt = tl.zeros([row.NPIV], tl.int32)
         mass = tl.zeros([row.NPIV], tl.float32)
-        # Sub-blocks keep the (tokens x pivots) tile small enough for registers.
-        SUB: tl.constexpr = CHUNK // 4
-        for sb in tl.static_range(4):
-            cols = c * CHUNK + sb * SUB + tl.arange(0, SUB)
-            v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
-            pos = row.positive(v, inb, FROM_LOGITS)
-            ge = (row.order_key(v, FROM_LOGITS)[:, None] >= piv[None, :]) & pos[:, None]
-            w = _local_weight(v, pos, shift, factor, inv_t, FROM_LOGITS)
-            cnt += tl.sum(ge.to(tl.int32), axis=0)
-            mass += tl.sum(tl.where(ge, w[:, None], 0.0), axis=0)
+        # A chunk whose largest key is below the bracket counts zeros: not read.
+        if tl.load(pi_ptr + base * NI + 1) >= lo:
+            # Sub-blocks keep the (tokens x pivots) tile small enough for registers.
+            SUB: tl.constexpr = CHUNK // 4
+            for sb in tl.static_range(4):
+                cols = c * CHUNK + sb * SUB + tl.arange(0, SUB)
+                v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
+                pos = row.positive(v, inb, FROM_LOGITS)
+                ge = (row.order_key(v, FROM_LOGITS)[:, None] >= piv[None, :]) & pos[:, None]
+                w = _local_weight(v, pos, shift, factor, inv_t, FROM_LOGITS)
+                cnt += tl.sum(ge.to(tl.int32), axis=0)
+                mass += tl.sum(tl.where(ge, w[:, None], 0.0), axis=0)
         tl.store(pc_ptr + base * row.NPIV + jv, cnt)
         tl.store(pm_ptr + base * row.NPIV + jv, mass)
 
@@ -438,7 +440,7 @@ def narrow_kernel(pi_ptr, pf_ptr, plan_ptr, pc_ptr, pm_ptr, C, B, idx_ptr, strid
 
 
 @triton.jit(do_not_specialize=_SIZES)
-def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pf_ptr, plan_ptr,
+def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_ptr, plan_ptr,
                    count_ptr, cand_ptr, above_ptr, HAS_INDICES: tl.constexpr,
                    FROM_LOGITS: tl.constexpr, T_ROW: tl.constexpr, BRACKET: tl.constexpr,
                    CHUNK: tl.constexpr, CAP: tl.constexpr):
@@ -456,7 +458,8 @@ def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pf_ptr, pl
     lo = tl.load(plan_ptr + j * 4)
     hi = tl.load(plan_ptr + j * 4 + 1)
     above = tl.zeros([], tl.float32)
-    if lo < INT_MAX:
+    # A chunk whose largest key is below the bracket has nothing to give.
+    if (lo < INT_MAX) & (tl.load(pi_ptr + (j * C + c).to(tl.int64) * NI + 1) >= lo):
         ok, row_off, _k, _p, _m, greedy, inv_t = request(
             j, idx_ptr, B, stride_row, t_ptr, 0, t_ptr, 1.0, t_ptr, 0.0, t_ptr, t_val,
             HAS_INDICES, False, False, False, False, False, False, FROM_LOGITS, T_ROW)
