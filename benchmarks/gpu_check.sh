@@ -13,3 +13,6 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/car
 python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider 2>&1 | tail -4 | tee "$OUT/gpu_tests.txt"
 python3 benchmarks/agreement.py --rows 1000000 2>&1 | tail -12 | tee "$OUT/agreement.txt"
 python3 benchmarks/profile_kernels.py 2>&1 | grep -v Warn | tee "$OUT/kernels.txt"
+if [ -n "${BENCH:-}" ]; then
+    python3 benchmarks/bench.py --out "$OUT/bench" $BENCH 2>&1 | tail -2
+fi
