@@ -177,8 +177,12 @@ def test_top_p_bracket_per_row_edges():
     g = torch.Generator().manual_seed(11)
     # N(0, 1) logits: top-p 0.9 keeps ~60% of the row, far more than one sort's
     # 4096 slots, so the bracket must narrow and most kept tokens lie above it.
-    probs = torch.softmax(torch.randn(batch, vocab, generator=g), dim=1).to(DEVICE)
+    probs = torch.softmax(torch.randn(batch, vocab, generator=g), dim=1)
+    # Sorted rows put the sure mass above the bracket in the first chunks and
+    # the bracket in a later one: the chunk draw must count both.
+    probs[4:] = probs[4:].sort(dim=1, descending=True).values
     probs[0] = 1.0                                    # flat: the bracket cannot narrow
+    probs = probs.to(DEVICE)
     p = torch.tensor([0.9, 0.0, 1e-6, 0.5, 0.999, 1.0, 0.25, 0.75], device=DEVICE)
     seeds = torch.arange(batch, device=DEVICE) * 13 + 5
     ref = ts.top_p_sampling_from_probs(probs, p, seed=seeds, return_valid=True, backend="reference")
