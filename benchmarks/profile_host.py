@@ -2,7 +2,12 @@
 
     python benchmarks/profile_host.py
 """
-import cProfile, pstats, time, torch
+import cProfile
+import pstats
+import time
+
+import torch
+
 import tokensampler as ts
 x = torch.softmax(torch.randn(1, 128256, device="cuda"), 1)
 seed = torch.tensor([1], device="cuda"); off = torch.tensor([0], device="cuda")

@@ -9,9 +9,9 @@ Kinds (``KINDS``), each a function ``(V, generator) -> row`` of float64 values
 (rounded to the batch dtype by the caller):
 
 * invalid for probs and logits: ``nan``, ``pos_inf``;
-* invalid for probs only: ``neg_inf`` (negative weight), ``negative``;
+* invalid for probs only: ``neg_inf`` (negative weight), ``negative``,
+  ``all_zero`` (logits of all zero are a uniform row);
 * invalid for logits only: ``all_neg_inf``;
-* invalid for probs only: ``all_zero`` (logits of all zero are a uniform row);
 * valid: ``denormal``, ``huge``, ``tiny``, ``ties``, ``one_hot``, ``uniform``,
   ``mask_50``, ``mask_99``, ``mask_999`` (-inf, or 0 for probs, over that
   fraction of the row), ``good``.
@@ -80,11 +80,11 @@ def hostile_batch(kind: str, V: int, B: int, seed: int, from_logits: bool,
     g = torch.Generator().manual_seed(seed)
     rows = []
     for b in range(B):
-        row = KINDS[kind if b % 2 else "good"](V, g)
-        if not from_logits:
-            row = torch.where(row == MASKED, torch.zeros_like(row), row) \
-                if kind.startswith("mask") else row
-        if dtype == torch.float16 and kind == "huge":
+        hostile = b % 2 == 1
+        row = KINDS[kind if hostile else "good"](V, g)
+        if not from_logits and kind.startswith("mask"):
+            row = row.masked_fill(row == MASKED, 0.0)
+        if hostile and dtype == torch.float16 and kind == "huge":
             row = row / 1e37 * 1.5e4
         rows.append(row)
     return torch.stack(rows).to(dtype)
