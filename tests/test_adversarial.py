@@ -125,3 +125,19 @@ def test_half_precision_hostile_rows(dtype):
             x = hostile_batch(kind, V, B, seed=1, from_logits=from_logits, dtype=dtype)
             check_batch(fn, from_logits, kw, x, "reference")
             assert not math.isinf(float(x.float().abs().max())) or kind != "huge"
+
+
+@pytest.mark.skipif("triton" not in available_backends(DEVICE),
+                    reason="Triton backend unusable here (see tokensampler info)")
+def test_campaign_script_counts_nothing_wrong():
+    """tests/campaign.py (the GPU campaign) on a small scale, so it cannot rot."""
+    import campaign
+
+    samplers = ("probs", "min_p", "kp_joint", "logits_kp")
+    report = campaign.summary(campaign.run(15, vocabs=(37,), device=DEVICE, samplers=samplers,
+                                           progress=False))
+    total = report["total"]
+    assert total["hostile_rows"] == 15 * len(samplers) and total["rows"] == 2 * total["hostile_rows"]
+    assert set(report["by_kind"]) == set(KINDS) - {"good"}
+    bad = {k: v for k, v in total.items() if k not in ("rows", "hostile_rows") and v}
+    assert not bad, bad

@@ -4,11 +4,14 @@ import doctest
 
 import pytest
 
+import tokensampler.ops
 import tokensampler.rng
 import tokensampler.sampling
+import tokensampler.watchdog
 
 
-@pytest.mark.parametrize("module", [tokensampler.sampling, tokensampler.rng])
+@pytest.mark.parametrize("module", [tokensampler.sampling, tokensampler.rng,
+                                    tokensampler.watchdog, tokensampler.ops])
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0

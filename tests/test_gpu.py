@@ -2,9 +2,15 @@
 
 Run on the device machine with ``pytest -m gpu tests/test_gpu.py``. The
 reference backend runs on the GPU too, so comparisons stay fast.
+
+Under compute-sanitizer, set ``TOKENSAMPLER_SANITIZE=1``: batches shrink to 8
+rows (every vocabulary size stays), the frequency test draws 10**5 times, and
+the tests that leave a kernel spinning are skipped (docs/reliability.md).
 """
 
 import math
+import os
+import time
 
 import pytest
 import torch
@@ -15,6 +21,12 @@ from test_triton import SAMPLERS
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA/ROCm GPU")]
 DEV = "cuda"
+SANITIZE = os.environ.get("TOKENSAMPLER_SANITIZE") == "1"
+no_sanitizer = pytest.mark.skipif(SANITIZE, reason="leaves a kernel spinning; not under a sanitizer")
+
+
+def _rows(batch):
+    return min(batch, 8) if SANITIZE else batch
 
 
 def inputs(batch, vocab, seed, dtype=torch.float32, scale=3.0):
@@ -38,6 +50,7 @@ def params(batch, vocab, seed):
 
 
 def check(vocab, batch, seed, dtype=torch.float32, names=tuple(SAMPLERS)):
+    batch = _rows(batch)
     logits, probs = inputs(batch, vocab, seed, dtype)
     k, p, m, t = params(batch, vocab, seed)
     seeds = dict(seed=torch.arange(batch, device=DEV) + seed, offset=torch.full((batch,), 3, device=DEV))
@@ -126,7 +139,7 @@ def test_frequencies_ten_million_draws():
     w[:10] = torch.tensor([1e-6, 4e-6] + [1e-4] * 8, dtype=torch.float64) * w[10:].sum()
     w[500:600] = 0.0
     probs = w.float().to(DEV).unsqueeze(0)
-    n = 10_000_000
+    n = 100_000 if SANITIZE else 10_000_000
     idx = torch.zeros(n, dtype=torch.int64, device=DEV)
     for name, call, keep in [
         ("plain", lambda: ts.sampling_from_probs(probs, indices=idx, seed=123, backend="triton"),
@@ -146,3 +159,54 @@ def test_frequencies_ten_million_draws():
             for i in (0, 1):
                 sd = math.sqrt(expected[i])
                 assert abs(counts[i] - expected[i]) < 5 * sd + 1, (i, counts[i], expected[i])
+
+
+def _child(mode, timeout=120):
+    import os
+    import subprocess
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    torch.cuda.empty_cache()   # earlier tests' cached blocks would leave the child no memory
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, os.path.join(here, "hang_child.py"), mode],
+                          capture_output=True, text=True, timeout=timeout)
+    print(proc.stdout, proc.stderr[-2000:], f"child exit {proc.returncode} after "
+          f"{time.monotonic() - start:.1f} s", sep="\n")
+    return proc
+
+
+@no_sanitizer
+def test_watchdog_catches_a_kernel_that_never_finishes():
+    """A kernel spinning on a flag: the watchdog raises after 2 s naming the
+    synchronize stage; once released, the same process samples again."""
+    proc = _child("release")
+    assert proc.returncode == 0
+    assert "TIMEOUT after 2." in proc.stdout
+    assert "stage: synchronize" in proc.stdout
+    assert "last finished: launch spin_until_set" in proc.stdout
+    assert "RELEASED" in proc.stdout and "RECOVERED" in proc.stdout
+
+
+@no_sanitizer
+def test_a_process_can_exit_with_a_kernel_still_spinning():
+    proc = _child("abandon")
+    assert "TIMEOUT after 2." in proc.stdout and "EXITING" in proc.stdout
+
+
+@no_sanitizer
+def test_doctor_passes_every_stage_on_the_gpu():
+    from tokensampler import doctor
+
+    torch.cuda.empty_cache()   # the stages' child processes need GPU memory
+    results = doctor.diagnose("cuda", timeout=300, vocab=5000)
+    print(doctor.render(results, "cuda"))
+    assert all(r.status == "OK" for r in results)
+
+
+def test_warmup_then_watchdog_on_the_gpu():
+    report = ts.warmup([32000], [torch.bfloat16], "cuda")
+    assert len(report) == 2 * 12
+    logits, _ = inputs(16, 32000, 3, torch.bfloat16)
+    ids = ts.top_k_top_p_sampling_from_logits(logits, 50, 0.9, seed=4, timeout_s=30)
+    assert torch.equal(ids, ts.top_k_top_p_sampling_from_logits(logits, 50, 0.9, seed=4))

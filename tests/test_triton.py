@@ -189,3 +189,22 @@ def test_top_p_bracket_per_row_edges():
     got = ts.top_p_sampling_from_probs(probs, p, seed=seeds, return_valid=True, backend="triton")
     assert torch.equal(got[1], ref[1])
     assert torch.equal(got[0], ref[0]), (got[0] != ref[0]).nonzero().flatten().tolist()
+
+
+def test_strided_per_row_tensors():
+    """Per-output parameters, seeds, offsets and indices given as strided views
+    (every other element of a longer tensor) read the same values as copies."""
+    batch, vocab = 6, 111
+    logits, probs = make_inputs(batch, vocab, 4)
+    wide = [torch.stack([t, t.flip(0)], dim=1).flatten() for t in per_row(batch, vocab, 4)]
+    params = [t[::2] for t in wide]
+    assert not params[0].is_contiguous()
+    seeds = (torch.arange(2 * batch, device=DEVICE) * 977 + 5)[::2]
+    offsets = torch.arange(2 * batch, device=DEVICE)[::2]
+    idx = torch.tensor([5, 0, 3, 3, 1, 2, 4, 0], device=DEVICE).repeat_interleave(2)[::2]
+    for name, fn in SAMPLERS.items():
+        for kw in (dict(seed=seeds, offset=offsets), dict(seed=seeds[:1], indices=idx[:batch])):
+            ref = fn(logits, probs, *[p.contiguous() for p in params], return_valid=True,
+                     backend="reference", **{k: v.contiguous() for k, v in kw.items()})
+            got = fn(logits, probs, *params, return_valid=True, backend="triton", **kw)
+            assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]), (name, kw.keys())

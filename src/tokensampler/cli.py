@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 def _info(args: argparse.Namespace) -> int:
     from .info import collect, render
 
-    report = collect()
+    report = collect(check=args.check)
     if args.json:
         import json
 
@@ -21,6 +21,12 @@ def _info(args: argparse.Namespace) -> int:
     else:
         print(render(report))
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from . import doctor
+
+    return doctor.main(args)
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -37,7 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="versions, devices and which backends are usable")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    info.add_argument("--check", action="store_true",
+                      help="also run every op once on each GPU, showing whether the automatic "
+                           "backend falls back to the reference there (compiles the kernels)")
     info.set_defaults(func=_info)
+
+    doc = sub.add_parser("doctor", help="check each stage (device, compiler, kernels) in a "
+                                        "child process with a timeout; names the broken one")
+    from .doctor import add_arguments
+
+    add_arguments(doc)
+    doc.set_defaults(func=_doctor)
 
     gen = sub.add_parser("generate", help="generate text with a real language model")
     from .demo_args import add_generate_arguments

@@ -560,8 +560,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         seed, seed_note = args.seed, "seed"
     seed_note = f"{seed_note} {seed}"
-    backend = getattr(dispatch.resolve(config.function_name, config.backend, device), "name",
-                      config.backend)
+    backend = dispatch.resolve(config.function_name, config.backend, device)[0].name
     prompt_tokens = encode_prompt(tokenizer, args.prompt, args.chat).shape[1]
     stop_ids = stop_token_ids(model, tokenizer)
 

@@ -6,21 +6,42 @@ then the device: Triton kernels for GPU tensors when Triton can serve them,
 the reference backend otherwise (CPU tensors always get the reference unless
 the Triton backend is named: on the CPU it runs under Triton's interpreter,
 which is for testing, not speed).
+
+Fallback: when the backend was chosen automatically and the Triton kernels
+fail to compile or launch on a device (no compiler, unsupported GPU, driver
+error), that device falls back to the reference backend for the rest of the
+process, with one :class:`~tokensampler.errors.FallbackWarning` that says why;
+:func:`fallbacks` (and ``tokensampler info``) lists it. A backend named by the
+argument or the environment variable never falls back: its failure raises
+:class:`~tokensampler.errors.BackendFailedError` with the cause chained.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import threading
+import warnings
 from types import ModuleType
 from typing import Optional
 
 import torch
 
-from .errors import ArgumentError, ArgumentTypeError, BackendUnavailableError
+from . import watchdog
+from .errors import (ArgumentError, ArgumentTypeError, BackendFailedError,
+                     BackendUnavailableError, FallbackWarning, TokenSamplerError)
 
 ENV_VAR = "TOKENSAMPLER_BACKEND"
 BACKENDS = ("reference", "triton")
+
+_fallbacks: dict[str, str] = {}   # device -> why Triton failed there (this process)
+_fallback_lock = threading.Lock()
+
+
+def fallbacks() -> dict[str, str]:
+    """Devices whose automatic backend fell back to the reference, and why."""
+    with _fallback_lock:
+        return dict(_fallbacks)
 
 
 def triton_status(device: Optional[torch.device] = None) -> tuple[bool, str]:
@@ -42,6 +63,11 @@ def triton_status(device: Optional[torch.device] = None) -> tuple[bool, str]:
     return False, f"no Triton support for device type {device.type!r}"
 
 
+def _kernels_serve(device: torch.device) -> bool:
+    """Whether the automatic choice is Triton: on accelerators where it can run."""
+    return device.type != "cpu" and triton_status(device)[0]
+
+
 def current_override() -> Optional[str]:
     """The backend named by the environment variable, or None."""
     return os.environ.get(ENV_VAR) or None
@@ -57,15 +83,16 @@ def _load(name: str) -> ModuleType:
     return triton_backend
 
 
-def resolve(op: str, backend: Optional[str], device: torch.device) -> ModuleType:
-    """The backend module that runs ``op`` on ``device``."""
+def resolve(op: str, backend: Optional[str], device: torch.device) -> tuple[ModuleType, bool]:
+    """The backend module that runs ``op`` on ``device``, and whether it was
+    chosen automatically (only then may it fall back)."""
     source = "argument 'backend'"
     if backend is None:
         backend = current_override()
         source = f"environment variable {ENV_VAR}"
     if backend is None:
-        auto = device.type != "cpu" and triton_status(device)[0]
-        return _load("triton" if auto else "reference")
+        auto = str(device) not in _fallbacks and _kernels_serve(device)
+        return _load("triton" if auto else "reference"), True
     if not isinstance(backend, str):
         raise ArgumentTypeError(f"{op}: {source} must be a string, one of "
                                 f"{', '.join(map(repr, BACKENDS))}, or None; got "
@@ -77,4 +104,48 @@ def resolve(op: str, backend: Optional[str], device: torch.device) -> ModuleType
         ok, why = triton_status(device)
         if not ok:
             raise BackendUnavailableError(f"{op}: backend 'triton' cannot run on {device}: {why}")
-    return _load(backend)
+    return _load(backend), False
+
+
+def run(op: str, backend: Optional[str], device: torch.device, method: str, call):
+    """Resolve the backend and run ``method`` (``sample``, ``renorm``, ...) on
+    ``call``, falling back from an automatically chosen Triton backend."""
+    module, auto = resolve(op, backend, device)
+    watchdog.note(backend=module.name)
+    if module.name == "reference":
+        watchdog.stage("run the reference backend")
+        return getattr(module, method)(call)
+    try:
+        return getattr(module, method)(call)
+    except (TokenSamplerError, torch.cuda.OutOfMemoryError):
+        raise
+    except Exception as exc:   # compiler, driver or launch failure
+        lines = str(exc).strip().splitlines()
+        why = f"{type(exc).__name__}: {lines[0] if lines else '(no message)'}"
+        if not auto:
+            raise BackendFailedError(
+                f"{op}: backend 'triton' failed on {device} at stage '{_stage()}': {why}. "
+                f"The automatic choice (backend=None) would fall back to the reference "
+                f"backend; `tokensampler doctor` checks each stage.") from exc
+        _fall_back(device, f"{op} failed at stage '{_stage()}': {why}")
+    watchdog.note(backend="reference (fallback)")
+    watchdog.stage("run the reference backend (fallback)")
+    return getattr(_load("reference"), method)(call)
+
+
+def _stage() -> str:
+    from .triton.launch import last_stage   # only reached once the Triton backend loaded
+
+    return last_stage()
+
+
+def _fall_back(device: torch.device, why: str) -> None:
+    with _fallback_lock:
+        first = str(device) not in _fallbacks
+        _fallbacks.setdefault(str(device), why)
+    if first:
+        warnings.warn(f"tokensampler: Triton kernels cannot run on {device} ({why}); "
+                      f"falling back to the reference backend (pure PyTorch, slower) on this "
+                      f"device for the rest of the process. Pass backend='triton' to get the "
+                      f"error instead, or run `tokensampler doctor`.",
+                      FallbackWarning, stacklevel=4)

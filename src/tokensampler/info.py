@@ -17,8 +17,35 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def collect() -> dict:
-    """Everything ``info`` prints, as plain data (the CLI's ``--json``)."""
+def check_kernels(devices: list[str]) -> dict[str, str]:
+    """Run every op once on each accelerator through the automatic backend
+    (:func:`tokensampler.warmup`), so that a device whose kernels cannot
+    compile or launch falls back now; returns what happened per device."""
+    import warnings
+
+    from .errors import FallbackWarning
+    from .ops import warmup
+
+    results = {}
+    for dev in devices:
+        if dev == "cpu":
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FallbackWarning)
+            try:
+                report = warmup([1000], device=dev, per_row=(True,))
+                results[dev] = (f"every op ran once ({sum(r['seconds'] for r in report):.1f} s "
+                                f"with compilation)")
+            except Exception as exc:   # reported, not raised: info must finish
+                results[dev] = f"failed: {type(exc).__name__}: {exc}"
+        if dev in dispatch.fallbacks():
+            results[dev] = "fell back to the reference backend"
+    return results
+
+
+def collect(check: bool = False) -> dict:
+    """Everything ``info`` prints, as plain data (the CLI's ``--json``).
+    ``check`` also runs the kernels once per accelerator (:func:`check_kernels`)."""
     devices = [{"device": "cpu", "name": platform.processor() or platform.machine()}]
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
@@ -30,6 +57,7 @@ def collect() -> dict:
     for dev in devices:
         ok, why = dispatch.triton_status(torch.device(dev["device"]))
         backends[f"triton on {dev['device']}"] = {"usable": ok, "why": why}
+    checks = check_kernels([d["device"] for d in devices]) if check else {}
     return {
         "tokensampler": __version__,
         "python": platform.python_version(),
@@ -41,6 +69,8 @@ def collect() -> dict:
         "devices": devices,
         "backends": backends,
         "backend_override": dispatch.current_override(),
+        "kernel_checks": checks,
+        "fallbacks": dispatch.fallbacks(),
     }
 
 
@@ -57,4 +87,8 @@ def render(report: dict) -> str:
         lines.append(f"  {name:<22} {'usable' if b['usable'] else 'unusable':<9} {b['why']}")
     override = report["backend_override"]
     lines.append(f"override ({dispatch.ENV_VAR}): {override or 'unset'}")
+    for device, what in report["kernel_checks"].items():
+        lines.append(f"kernel check on {device}: {what}")
+    for device, why in report["fallbacks"].items():
+        lines.append(f"fallback on {device}: the reference backend runs instead of Triton: {why}")
     return "\n".join(lines)

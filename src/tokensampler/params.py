@@ -106,7 +106,8 @@ def _per_row(op, name, t: torch.Tensor, n: int, device, integer: bool,
                     _describe(t))
     if t.device != device:
         raise _fail(op, name, f"on the input's device {device}", f"a tensor on {t.device}")
-    return t.to(torch.int64 if integer else torch.float32)
+    # Kernels read element j at base + j: a strided view is copied once.
+    return t.to(torch.int64 if integer else torch.float32).contiguous()
 
 
 def _bad_values(t: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
@@ -189,8 +190,8 @@ def seed_param(op: str, name: str, value, n: int, device) -> torch.Tensor:
         if value.device != device:
             raise _fail(op, name, f"on the input's device {device}", f"a tensor on {value.device}")
         if value.dtype == torch.uint64:
-            return value.view(torch.int64)
-        return value.to(torch.int64)
+            return value.contiguous().view(torch.int64)
+        return value.to(torch.int64).contiguous()
     if not _is_integer(value):
         raise _type_fail(op, name, "an int or an integer tensor", type(value).__name__)
     return torch.tensor([_int64_bits(op, name, int(value))], dtype=torch.int64, device=device)
@@ -226,7 +227,7 @@ def indices_param(op: str, indices, batch: int, device) -> Optional[torch.Tensor
         lo, hi = int(indices.min()), int(indices.max())
         if lo < 0 or hi >= batch:
             raise _fail(op, "indices", f"row ids in [0, {batch})", f"values in [{lo}, {hi}]")
-    return indices.to(torch.int64)
+    return indices.to(torch.int64).contiguous()
 
 
 def check_nan(op: str, name: str, x: torch.Tensor) -> None:

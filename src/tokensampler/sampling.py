@@ -11,7 +11,7 @@ from typing import Optional, Tuple, Union
 
 import torch
 
-from . import dispatch
+from . import dispatch, watchdog
 from .params import filter_call, sampling_call
 
 Tensor = torch.Tensor
@@ -58,15 +58,24 @@ _SHARED = {
         Also return ``valid``: False for rows with NaN, +inf or negative
         weights, zero total, all ``-inf`` logits, or an out-of-range
         per-output parameter or index on an accelerator. Such outputs are 0.
-    backend : {"reference", "triton"}, optional
-        Force a backend; default: the ``TOKENSAMPLER_BACKEND`` environment
-        variable, else chosen by the input's device.
+    {common}
 
     Returns
     -------
     samples : torch.Tensor
         ``(N,)`` int32 token ids in ``[0, vocab)``; ``(samples, valid)`` when
         ``return_valid`` is True.""",
+    "{common}": """backend : {"reference", "triton"}, optional
+        Force a backend; default: the ``TOKENSAMPLER_BACKEND`` environment
+        variable, else chosen by the input's device (falling back to the
+        reference, with a warning, where the kernels cannot run).
+    timeout_s : float, optional
+        Wait at most this many seconds for the result, then raise
+        ``SamplingTimeoutError`` naming the stage that did not finish. With
+        a limit the call returns only once its result is ready. Default:
+        ``tokensampler.set_default_timeout``, else the
+        ``TOKENSAMPLER_TIMEOUT_S`` environment variable, else no limit
+        (the call returns at once, asynchronously). ``math.inf``: no limit.""",
     "{temperature}": """temperature : float or torch.Tensor, optional
         Divides the logits before the softmax; ``0`` means greedy (argmax,
         lowest index on ties). A number, or one per output ``(N,)``. Default 1.""",
@@ -79,17 +88,29 @@ def _doc(fn):
     return fn
 
 
-def _sample(op: str, x: Tensor, backend: Optional[str], return_valid: bool, **kw) -> Samples:
-    call = sampling_call(op, x, **kw)
-    samples, valid = dispatch.resolve(op, backend, x.device).sample(call)
+def _sample(op: str, x: Tensor, backend: Optional[str], return_valid: bool, *, timeout_s,
+            **kw) -> Samples:
+    def work():
+        call = sampling_call(op, x, **kw)
+        return dispatch.run(op, backend, call.x.device, "sample", call)
+
+    samples, valid = watchdog.guarded(op, x, timeout_s, work)
     return (samples, valid) if return_valid else samples
+
+
+def _filter(method: str, x: Tensor, backend: Optional[str], timeout_s, op: str, **kw) -> Tensor:
+    def work():
+        call = filter_call(op, x, **kw)
+        return dispatch.run(op, backend, call.x.device, method, call)
+
+    return watchdog.guarded(op, x, timeout_s, work)
 
 
 @_doc
 def sampling_from_probs(probs: Tensor, indices: Optional[Tensor] = None, deterministic: bool = True,
                         generator: Optional[torch.Generator] = None, check_nan: bool = False,
                         seed=None, offset=None, return_valid: bool = False, *,
-                        backend: Optional[str] = None) -> Samples:
+                        backend: Optional[str] = None, timeout_s=None) -> Samples:
     """Sample one token per output from unfiltered weights.
 
     Parameters
@@ -106,7 +127,7 @@ def sampling_from_probs(probs: Tensor, indices: Optional[Tensor] = None, determi
     """
     return _sample("sampling_from_probs", probs, backend, return_valid, from_logits=False,
                    indices=indices, generator=generator, check_nan_=check_nan, seed=seed,
-                   offset=offset)
+                   offset=offset, timeout_s=timeout_s)
 
 
 @_doc
@@ -114,7 +135,7 @@ def sampling_from_logits(logits: Tensor, indices: Optional[Tensor] = None,
                          deterministic: bool = True, generator: Optional[torch.Generator] = None,
                          check_nan: bool = False, seed=None, offset=None,
                          return_valid: bool = False, *, temperature=None,
-                         backend: Optional[str] = None) -> Samples:
+                         backend: Optional[str] = None, timeout_s=None) -> Samples:
     """Sample from ``softmax(logits / temperature)`` without filtering.
 
     Parameters
@@ -132,7 +153,7 @@ def sampling_from_logits(logits: Tensor, indices: Optional[Tensor] = None,
     """
     return _sample("sampling_from_logits", logits, backend, return_valid, from_logits=True,
                    indices=indices, generator=generator, check_nan_=check_nan, seed=seed,
-                   offset=offset, temperature=temperature)
+                   offset=offset, temperature=temperature, timeout_s=timeout_s)
 
 
 @_doc
@@ -141,7 +162,7 @@ def top_p_sampling_from_probs(probs: Tensor, top_p, indices: Optional[Tensor] = 
                               generator: Optional[torch.Generator] = None,
                               check_nan: bool = False, seed=None, offset=None,
                               return_valid: bool = False, *,
-                              backend: Optional[str] = None) -> Samples:
+                              backend: Optional[str] = None, timeout_s=None) -> Samples:
     """Nucleus (top-p) sampling from weights.
 
     Parameters
@@ -159,7 +180,7 @@ def top_p_sampling_from_probs(probs: Tensor, top_p, indices: Optional[Tensor] = 
     """
     return _sample("top_p_sampling_from_probs", probs, backend, return_valid, from_logits=False,
                    top_p=top_p, indices=indices, generator=generator, check_nan_=check_nan,
-                   seed=seed, offset=offset)
+                   seed=seed, offset=offset, timeout_s=timeout_s)
 
 
 @_doc
@@ -168,7 +189,7 @@ def top_k_sampling_from_probs(probs: Tensor, top_k, indices: Optional[Tensor] = 
                               generator: Optional[torch.Generator] = None,
                               check_nan: bool = False, seed=None, offset=None,
                               return_valid: bool = False, *,
-                              backend: Optional[str] = None) -> Samples:
+                              backend: Optional[str] = None, timeout_s=None) -> Samples:
     """Top-k sampling from weights.
 
     Parameters
@@ -186,7 +207,7 @@ def top_k_sampling_from_probs(probs: Tensor, top_k, indices: Optional[Tensor] = 
     """
     return _sample("top_k_sampling_from_probs", probs, backend, return_valid, from_logits=False,
                    top_k=top_k, indices=indices, generator=generator, check_nan_=check_nan,
-                   seed=seed, offset=offset)
+                   seed=seed, offset=offset, timeout_s=timeout_s)
 
 
 @_doc
@@ -195,7 +216,7 @@ def min_p_sampling_from_probs(probs: Tensor, min_p, indices: Optional[Tensor] = 
                               generator: Optional[torch.Generator] = None,
                               check_nan: bool = False, seed=None, offset=None,
                               return_valid: bool = False, *,
-                              backend: Optional[str] = None) -> Samples:
+                              backend: Optional[str] = None, timeout_s=None) -> Samples:
     """Min-p sampling: keep tokens with weight >= ``min_p`` x the row's largest.
 
     Parameters
@@ -214,7 +235,7 @@ def min_p_sampling_from_probs(probs: Tensor, min_p, indices: Optional[Tensor] = 
     """
     return _sample("min_p_sampling_from_probs", probs, backend, return_valid, from_logits=False,
                    min_p=min_p, indices=indices, generator=generator, check_nan_=check_nan,
-                   seed=seed, offset=offset)
+                   seed=seed, offset=offset, timeout_s=timeout_s)
 
 
 @_doc
@@ -224,7 +245,7 @@ def top_k_top_p_sampling_from_probs(probs: Tensor, top_k, top_p, indices: Option
                                     generator: Optional[torch.Generator] = None,
                                     check_nan: bool = False, seed=None, offset=None,
                                     return_valid: bool = False, *,
-                                    backend: Optional[str] = None) -> Samples:
+                                    backend: Optional[str] = None, timeout_s=None) -> Samples:
     """Top-k and top-p sampling from weights.
 
     Parameters
@@ -247,7 +268,7 @@ def top_k_top_p_sampling_from_probs(probs: Tensor, top_k, top_p, indices: Option
     return _sample("top_k_top_p_sampling_from_probs", probs, backend, return_valid,
                    from_logits=False, top_k=top_k, top_p=top_p, indices=indices,
                    filter_apply_order=filter_apply_order, generator=generator,
-                   check_nan_=check_nan, seed=seed, offset=offset)
+                   check_nan_=check_nan, seed=seed, offset=offset, timeout_s=timeout_s)
 
 
 @_doc
@@ -258,7 +279,7 @@ def top_k_top_p_sampling_from_logits(logits: Tensor, top_k, top_p,
                                      generator: Optional[torch.Generator] = None,
                                      check_nan: bool = False, seed=None, offset=None,
                                      return_valid: bool = False, *, temperature=None,
-                                     backend: Optional[str] = None) -> Samples:
+                                     backend: Optional[str] = None, timeout_s=None) -> Samples:
     """Top-k and top-p sampling from ``softmax(logits / temperature)``.
 
     Parameters
@@ -281,10 +302,12 @@ def top_k_top_p_sampling_from_logits(logits: Tensor, top_k, top_p,
     return _sample("top_k_top_p_sampling_from_logits", logits, backend, return_valid,
                    from_logits=True, top_k=top_k, top_p=top_p, indices=indices,
                    filter_apply_order=filter_apply_order, generator=generator,
-                   check_nan_=check_nan, seed=seed, offset=offset, temperature=temperature)
+                   check_nan_=check_nan, seed=seed, offset=offset, temperature=temperature,
+                   timeout_s=timeout_s)
 
 
-def top_p_renorm_probs(probs: Tensor, top_p, *, backend: Optional[str] = None) -> Tensor:
+@_doc
+def top_p_renorm_probs(probs: Tensor, top_p, *, backend: Optional[str] = None, timeout_s=None) -> Tensor:
     """Zero the tokens top-p drops and renormalise the rest to sum 1.
 
     Parameters
@@ -293,8 +316,7 @@ def top_p_renorm_probs(probs: Tensor, top_p, *, backend: Optional[str] = None) -
         ``(batch, vocab)`` non-negative weights, float32, float16 or bfloat16.
     top_p : float or torch.Tensor
         In [0, 1], or one per row ``(batch,)``; see :func:`top_p_sampling_from_probs`.
-    backend : {"reference", "triton"}, optional
-        Force a backend.
+    {common}
 
     Returns
     -------
@@ -307,11 +329,12 @@ def top_p_renorm_probs(probs: Tensor, top_p, *, backend: Optional[str] = None) -
     >>> tokensampler.top_p_renorm_probs(torch.tensor([[0.5, 0.25, 0.25]]), 0.75)
     tensor([[0.6667, 0.3333, 0.0000]])
     """
-    call = filter_call("top_p_renorm_probs", probs, from_logits=False, top_p=top_p)
-    return dispatch.resolve(call.op, backend, probs.device).renorm(call)
+    return _filter("renorm", probs, backend, timeout_s, "top_p_renorm_probs", from_logits=False,
+                   top_p=top_p)
 
 
-def top_k_renorm_probs(probs: Tensor, top_k, *, backend: Optional[str] = None) -> Tensor:
+@_doc
+def top_k_renorm_probs(probs: Tensor, top_k, *, backend: Optional[str] = None, timeout_s=None) -> Tensor:
     """Zero all but the top-k tokens and renormalise them to sum 1.
 
     Parameters
@@ -320,8 +343,7 @@ def top_k_renorm_probs(probs: Tensor, top_k, *, backend: Optional[str] = None) -
         ``(batch, vocab)`` non-negative weights, float32, float16 or bfloat16.
     top_k : int or torch.Tensor
         One k, or one per row ``(batch,)``; ``k <= 0`` or ``k >= vocab`` keeps all.
-    backend : {"reference", "triton"}, optional
-        Force a backend.
+    {common}
 
     Returns
     -------
@@ -334,11 +356,12 @@ def top_k_renorm_probs(probs: Tensor, top_k, *, backend: Optional[str] = None) -
     >>> tokensampler.top_k_renorm_probs(torch.tensor([[0.25, 0.5, 0.25]]), 2)
     tensor([[0.3333, 0.6667, 0.0000]])
     """
-    call = filter_call("top_k_renorm_probs", probs, from_logits=False, top_k=top_k)
-    return dispatch.resolve(call.op, backend, probs.device).renorm(call)
+    return _filter("renorm", probs, backend, timeout_s, "top_k_renorm_probs", from_logits=False,
+                   top_k=top_k)
 
 
-def top_k_mask_logits(logits: Tensor, top_k, *, backend: Optional[str] = None) -> Tensor:
+@_doc
+def top_k_mask_logits(logits: Tensor, top_k, *, backend: Optional[str] = None, timeout_s=None) -> Tensor:
     """Set every logit outside the top k to ``-inf``.
 
     Parameters
@@ -347,8 +370,7 @@ def top_k_mask_logits(logits: Tensor, top_k, *, backend: Optional[str] = None) -
         ``(batch, vocab)``, float32, float16 or bfloat16.
     top_k : int or torch.Tensor
         One k, or one per row ``(batch,)``; ``k <= 0`` or ``k >= vocab`` keeps all.
-    backend : {"reference", "triton"}, optional
-        Force a backend.
+    {common}
 
     Returns
     -------
@@ -361,12 +383,13 @@ def top_k_mask_logits(logits: Tensor, top_k, *, backend: Optional[str] = None) -
     >>> tokensampler.top_k_mask_logits(torch.tensor([[1.0, 3.0, 3.0, 2.0]]), 2)
     tensor([[-inf, 3., 3., -inf]])
     """
-    call = filter_call("top_k_mask_logits", logits, from_logits=True, top_k=top_k)
-    return dispatch.resolve(call.op, backend, logits.device).mask_logits(call)
+    return _filter("mask_logits", logits, backend, timeout_s, "top_k_mask_logits",
+                   from_logits=True, top_k=top_k)
 
 
+@_doc
 def softmax(logits: Tensor, temperature=None, enable_pdl: Optional[bool] = None, *,
-            backend: Optional[str] = None) -> Tensor:
+            backend: Optional[str] = None, timeout_s=None) -> Tensor:
     """``softmax(logits / temperature)`` per row, in float32.
 
     Parameters
@@ -378,8 +401,7 @@ def softmax(logits: Tensor, temperature=None, enable_pdl: Optional[bool] = None,
         uniform over the row's largest logits.
     enable_pdl : bool, optional
         Accepted for FlashInfer compatibility and ignored.
-    backend : {"reference", "triton"}, optional
-        Force a backend.
+    {common}
 
     Returns
     -------
@@ -392,5 +414,5 @@ def softmax(logits: Tensor, temperature=None, enable_pdl: Optional[bool] = None,
     >>> tokensampler.softmax(torch.tensor([[0.0, 0.0, -float("inf")]]))
     tensor([[0.5000, 0.5000, 0.0000]])
     """
-    call = filter_call("softmax", logits, from_logits=True, temperature=temperature)
-    return dispatch.resolve(call.op, backend, logits.device).softmax(call)
+    return _filter("softmax", logits, backend, timeout_s, "softmax", from_logits=True,
+                   temperature=temperature)

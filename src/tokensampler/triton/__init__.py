@@ -18,6 +18,7 @@ from ..rng import CHUNK_TOKENS
 from ..params import FilterCall, SamplingCall
 from . import chunked
 from .kernels import filter_kernel
+from .launch import launch
 
 name = "triton"
 CAP = 4096      # most candidate slots per row in the pruned top-k / top-p path
@@ -103,48 +104,46 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
         wf.above = wf.piv[nc * 16:]
     grid = (n, n_chunks)
     common = (x, x.stride(0), vocab, batch, n_chunks, idx)
-    chunked.stats_kernel[grid](
-        *common, t_ptr, t_val, wi.part, wf.part, wi.gm, WITH_GM=filtered, CHUNK=chunk,
-        GROUP=GROUP, num_warps=warps if filtered else 4, **flags)   # measured best
+    launch(chunked.stats_kernel, grid,
+           *common, t_ptr, t_val, wi.part, wf.part, wi.gm, WITH_GM=filtered, CHUNK=chunk,
+           GROUP=GROUP, num_warps=warps if filtered else 4, **flags)   # measured best
     if not filtered:
         if call.min_p is None:
             mass, step = wf.part[2:], 3   # each chunk's whole mass, from stats
         else:
             mass, step = wf.mass, 1
-            chunked.min_p_mass_kernel[grid](
-                *common, m_ptr, m_val, t_ptr, t_val, wi.part, wf.part, mass, MINP_ROW=m_row,
-                CHUNK=chunk, CP2=cp2, num_warps=warps, **flags)
-        chunked.final_kernel[(n,)](
-            *common, wi.part, wf.part, mass, step, *seeds, m_ptr, m_val, t_ptr, t_val, out, valid,
-            HAS_MINP=call.min_p is not None, MINP_ROW=m_row, CHUNK=chunk, CP2=cp2,
-            num_warps=warps, **stream, **flags)
+            launch(chunked.min_p_mass_kernel, grid,
+                   *common, m_ptr, m_val, t_ptr, t_val, wi.part, wf.part, mass, MINP_ROW=m_row,
+                   CHUNK=chunk, CP2=cp2, num_warps=warps, **flags)
+        launch(chunked.final_kernel, (n,),
+               *common, wi.part, wf.part, mass, step, *seeds, m_ptr, m_val, t_ptr, t_val, out,
+               valid, HAS_MINP=call.min_p is not None, MINP_ROW=m_row, CHUNK=chunk, CP2=cp2,
+               num_warps=warps, **stream, **flags)
         return out, valid
     cand = torch.empty(n * cap, dtype=torch.int64, device=dev)
     fk = dict(HAS_K=call.top_k is not None, K_ROW=k_row, HAS_P=call.top_p is not None,
               P_ROW=p_row, JOINT=call.joint, CP2=cp2)
-    chunked.plan_kernel[(n,)](
-        wi.part, wf.part, wi.gm, wi.plan, wi.count, n_chunks, batch, idx, x.stride(0), k_ptr,
-        k_val, p_ptr, p_val, t_ptr, t_val, GP2=cp2 * g_per_chunk, G_PER_CHUNK=g_per_chunk,
-        BRACKET=bracket, num_warps=8, **fk, **flags)
+    launch(chunked.plan_kernel, (n,),
+           wi.part, wf.part, wi.gm, wi.plan, wi.count, n_chunks, batch, idx, x.stride(0), k_ptr,
+           k_val, p_ptr, p_val, t_ptr, t_val, GP2=cp2 * g_per_chunk, G_PER_CHUNK=g_per_chunk,
+           BRACKET=bracket, num_warps=8, **fk, **flags)
     if bracket:
         # Each pass returns at once for rows whose bracket already fits.
         for _ in range(NARROW_PASSES):
-            chunked.pivot_kernel[grid](
-                *common, t_ptr, t_val, wi.part, wf.part, wi.plan, wi.piv, wf.piv, CHUNK=chunk,
-                CAP=cap,
-                num_warps=warps, **flags)
-            chunked.narrow_kernel[(n,)](
-                wi.part, wf.part, wi.plan, wi.piv, wf.piv, n_chunks, batch, idx, x.stride(0),
-                p_ptr, p_val, t_ptr, t_val, P_ROW=p_row, CP2=cp2, CAP=cap, num_warps=4, **flags)
-    chunked.compact_kernel[grid](
-        *common, t_ptr, t_val, wi.part, wf.part, wi.plan, wi.count, cand, wf.above,
-        BRACKET=bracket,
-        CHUNK=chunk, CAP=cap, num_warps=warps, **flags)
-    chunked.select_kernel[(n,)](
-        *common, wi.part, wf.part, wi.plan, wi.count, cand, wf.above, *seeds, out, valid, k_ptr,
-        k_val, p_ptr, p_val, m_ptr, m_val, t_ptr, t_val, HAS_MINP=call.min_p is not None,
-        MINP_ROW=m_row, CAP=cap, BLOCK=_block(vocab), CHUNK=chunk, BRACKET=bracket,
-        num_warps=8, **stream, **fk, **flags)
+            launch(chunked.pivot_kernel, grid,
+                   *common, t_ptr, t_val, wi.part, wf.part, wi.plan, wi.piv, wf.piv, CHUNK=chunk,
+                   CAP=cap, num_warps=warps, **flags)
+            launch(chunked.narrow_kernel, (n,),
+                   wi.part, wf.part, wi.plan, wi.piv, wf.piv, n_chunks, batch, idx, x.stride(0),
+                   p_ptr, p_val, t_ptr, t_val, P_ROW=p_row, CP2=cp2, CAP=cap, num_warps=4, **flags)
+    launch(chunked.compact_kernel, grid,
+           *common, t_ptr, t_val, wi.part, wf.part, wi.plan, wi.count, cand, wf.above,
+           BRACKET=bracket, CHUNK=chunk, CAP=cap, num_warps=warps, **flags)
+    launch(chunked.select_kernel, (n,),
+           *common, wi.part, wf.part, wi.plan, wi.count, cand, wf.above, *seeds, out, valid, k_ptr,
+           k_val, p_ptr, p_val, m_ptr, m_val, t_ptr, t_val, HAS_MINP=call.min_p is not None,
+           MINP_ROW=m_row, CAP=cap, BLOCK=_block(vocab), CHUNK=chunk, BRACKET=bracket,
+           num_warps=8, **stream, **fk, **flags)
     return out, valid
 
 
@@ -159,10 +158,10 @@ def _filter(call: FilterCall, mode: int, out_dtype) -> torch.Tensor:
     p_ptr, p_val, p_row = _param(call.top_p, dummy, 1.0)
     t_ptr, t_val, t_row = _param(call.temperature, dummy, 1.0)
     block = _block(vocab)
-    filter_kernel[(batch,)](
-        x, x.stride(0), out, out.stride(0), vocab, k_ptr, k_val, p_ptr, p_val, t_ptr, t_val,
-        MODE=mode, HAS_K=call.top_k is not None, K_ROW=k_row, HAS_P=call.top_p is not None,
-        P_ROW=p_row, T_ROW=t_row, BLOCK=block, num_warps=_warps(block))
+    launch(filter_kernel, (batch,),
+           x, x.stride(0), out, out.stride(0), vocab, k_ptr, k_val, p_ptr, p_val, t_ptr, t_val,
+           MODE=mode, HAS_K=call.top_k is not None, K_ROW=k_row, HAS_P=call.top_p is not None,
+           P_ROW=p_row, T_ROW=t_row, BLOCK=block, num_warps=_warps(block))
     return out
 
 

@@ -1,0 +1,124 @@
+"""The catalog of public ops (:data:`OPS`) and ``tokensampler.warmup``,
+which compiles and loads their kernels before serving.
+
+Triton compiles a kernel the first time it meets a new specialisation (input
+dtype, whether the vocabulary size is a multiple of 16, scalar or per-request
+parameters, one seed or one per request), which takes seconds; a cached
+compilation still takes milliseconds to load. :func:`warmup` makes those
+first calls on a tiny batch, so that the first request a server takes runs
+at full speed. It goes through the public functions, so a device where the
+kernels cannot run falls back (and warns) here rather than at the first
+request. :data:`OPS` is also the list ``tokensampler doctor`` runs.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable, Optional
+
+import torch
+
+from . import sampling
+from .errors import ArgumentError
+
+# name -> (function, takes logits, parameters)
+OPS: dict[str, tuple[Callable, bool, dict]] = {
+    "sampling_from_probs": (sampling.sampling_from_probs, False, {}),
+    "sampling_from_logits": (sampling.sampling_from_logits, True, {"temperature": 0.7}),
+    "top_p_sampling_from_probs": (sampling.top_p_sampling_from_probs, False, {"top_p": 0.9}),
+    "top_k_sampling_from_probs": (sampling.top_k_sampling_from_probs, False, {"top_k": 50}),
+    "min_p_sampling_from_probs": (sampling.min_p_sampling_from_probs, False, {"min_p": 0.1}),
+    "top_k_top_p_sampling_from_probs": (sampling.top_k_top_p_sampling_from_probs, False,
+                                        {"top_k": 50, "top_p": 0.9}),
+    "top_k_top_p_sampling_from_probs(joint)": (
+        sampling.top_k_top_p_sampling_from_probs, False,
+        {"top_k": 50, "top_p": 0.9, "filter_apply_order": "joint"}),
+    "top_k_top_p_sampling_from_logits": (sampling.top_k_top_p_sampling_from_logits, True,
+                                         {"top_k": 50, "top_p": 0.9, "temperature": 0.7}),
+    "top_p_renorm_probs": (sampling.top_p_renorm_probs, False, {"top_p": 0.9}),
+    "top_k_renorm_probs": (sampling.top_k_renorm_probs, False, {"top_k": 50}),
+    "top_k_mask_logits": (sampling.top_k_mask_logits, True, {"top_k": 50}),
+    "softmax": (sampling.softmax, True, {"temperature": 0.7}),
+}
+SAMPLERS = tuple(name for name in OPS if "sampling" in name)
+
+
+def example_inputs(vocab: int, batch: int, dtype, device, seed: int = 0):
+    """(logits, probs) of shape ``(batch, vocab)``: N(0, 2) logits and their softmax."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    logits = torch.randn(batch, vocab, generator=g) * 2
+    return logits.to(device, dtype), torch.softmax(logits, dim=1).to(device, dtype)
+
+
+def call_op(name: str, logits, probs, per_row: bool, **extra):
+    """Run op ``name`` once, with scalar or per-row parameters and seeds."""
+    fn, from_logits, params = OPS[name]
+    x = logits if from_logits else probs
+    n = x.shape[0]
+    kw = dict(params)
+    if per_row:
+        for key, value in params.items():
+            if key != "filter_apply_order":
+                dtype = torch.int64 if isinstance(value, int) else torch.float32
+                kw[key] = torch.full((n,), value, dtype=dtype, device=x.device)
+    if name in SAMPLERS:
+        kw["seed"] = torch.arange(n, device=x.device) if per_row else 1234
+        kw["return_valid"] = True
+    return fn(x, **kw, **extra)
+
+
+def warmup(vocab_sizes: Iterable[int] = (32000,), dtypes: Iterable[torch.dtype] = (torch.float32,),
+           device=None, *, per_row: Iterable[bool] = (False, True), ops: Optional[Iterable[str]] = None,
+           backend: Optional[str] = None) -> list[dict]:
+    """Make the first call of every op for each vocabulary size and dtype.
+
+    Parameters
+    ----------
+    vocab_sizes : iterable of int
+        The vocabulary sizes you will serve (one compiled variant covers every
+        multiple of 16 above 4096; give each size you use to be safe).
+    dtypes : iterable of torch.dtype
+        Input dtypes: float32, float16, bfloat16.
+    device : torch.device or str, optional
+        Default: the current CUDA device if there is one, else the CPU.
+    per_row : iterable of bool
+        Warm scalar parameters and one seed (False), per-request tensors of
+        parameters and seeds (True), or both (the default).
+    ops : iterable of str, optional
+        Names from :data:`OPS`; default all.
+    backend : str, optional
+        As for every function; default the automatic choice.
+
+    Returns
+    -------
+    list of dict
+        One record per call: op, vocab, dtype, per_row, seconds (synchronised).
+
+    Examples
+    --------
+    >>> import torch, tokensampler
+    >>> report = tokensampler.warmup([1000], [torch.float32], "cpu", ops=["softmax"])
+    >>> [(r["op"], r["vocab"], r["per_row"]) for r in report]
+    [('softmax', 1000, False), ('softmax', 1000, True)]
+    """
+    if device is None:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    names = list(OPS) if ops is None else list(ops)
+    unknown = [n for n in names if n not in OPS]
+    if unknown:
+        raise ArgumentError(f"warmup: argument 'ops' names unknown ops {unknown}; expected names "
+                         f"from {list(OPS)}")
+    report = []
+    for dtype in dtypes:
+        for vocab in vocab_sizes:
+            logits, probs = example_inputs(vocab, 2, dtype, device)
+            for name in names:
+                for row in per_row:
+                    start = time.perf_counter()
+                    call_op(name, logits, probs, row, backend=backend)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    report.append(dict(op=name, vocab=vocab, dtype=str(dtype).replace("torch.", ""),
+                                       per_row=row, seconds=time.perf_counter() - start))
+    return report

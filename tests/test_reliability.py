@@ -1,0 +1,238 @@
+"""Issue 4, sections 1-3 on the CPU: the watchdog, the fallback, warm-up and
+``tokensampler doctor``, each driven into the failure it exists for.
+
+A stage that blocks is simulated with a kernel stand-in that waits on a
+``threading.Event``; the real never-finishing GPU kernel is in
+tests/test_gpu.py.
+"""
+
+import json
+import math
+import threading
+import time
+import types
+import warnings
+
+import pytest
+import torch
+
+import tokensampler as ts
+from helpers import DEVICE, available_backends
+from tokensampler import dispatch, doctor, info, watchdog
+from tokensampler.ops import OPS
+
+needs_triton = pytest.mark.skipif("triton" not in available_backends(DEVICE),
+                                  reason="Triton backend unusable here (see tokensampler info)")
+
+
+@pytest.fixture
+def release():
+    """An event that blocked stand-ins wait on; set at teardown, whatever happened."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def probs(batch=3, vocab=37, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.softmax(torch.randn(batch, vocab, generator=g), dim=1).to(DEVICE)
+
+
+class StandInKernel:
+    """Looks like a Triton kernel to the launcher; blocks or raises when launched."""
+
+    def __init__(self, name, release=None, error=None):
+        self.fn = types.SimpleNamespace(__name__=name)
+        self.release, self.error, self.launches = release, error, 0
+
+    def __getitem__(self, grid):
+        def run(*args, **kwargs):
+            self.launches += 1
+            if self.error is not None:
+                raise self.error
+            self.release.wait()
+        return run
+
+
+# ------------------------------------------------------------------ watchdog
+
+@pytest.mark.parametrize("bad, error", [(-1, ts.ArgumentError), (0, ts.ArgumentError),
+                                        (float("nan"), ts.ArgumentError),
+                                        ("5", ts.ArgumentTypeError), (True, ts.ArgumentTypeError)])
+def test_timeout_argument_is_checked(bad, error):
+    with pytest.raises(error, match="timeout_s"):
+        ts.sampling_from_probs(probs(), timeout_s=bad)
+
+
+def test_default_timeout_precedence(monkeypatch):
+    monkeypatch.setenv(watchdog.ENV_VAR, "2.5")
+    try:
+        assert ts.get_default_timeout() == 2.5
+        ts.set_default_timeout(0.75)
+        assert ts.get_default_timeout() == 0.75
+        assert watchdog.resolve_timeout("op", 3) == 3.0
+        ts.set_default_timeout(math.inf)   # no limit, whatever the environment says
+        assert ts.get_default_timeout() is None
+        ts.set_default_timeout(None)
+        assert ts.get_default_timeout() == 2.5
+        monkeypatch.setenv(watchdog.ENV_VAR, "soon")
+        with pytest.raises(ts.ArgumentError, match="TOKENSAMPLER_TIMEOUT_S.*'soon'"):
+            ts.sampling_from_probs(probs())
+    finally:
+        ts.set_default_timeout(None)
+
+
+def test_same_tokens_with_and_without_a_timeout(backend):
+    x = probs(5, 300)
+    for fn, kw in [(ts.top_k_top_p_sampling_from_probs, dict(top_k=20, top_p=0.8)),
+                   (ts.sampling_from_probs, {})]:
+        plain = fn(x, **kw, seed=9, return_valid=True, backend=backend)
+        guarded = fn(x, **kw, seed=9, return_valid=True, backend=backend, timeout_s=30)
+        assert all(torch.equal(a, b) for a, b in zip(plain, guarded))
+    assert torch.equal(ts.softmax(x, backend=backend, timeout_s=30), ts.softmax(x, backend=backend))
+
+
+def test_errors_inside_the_guarded_call_keep_their_type():
+    with pytest.raises(ts.ArgumentError, match="top_p"):
+        ts.top_p_sampling_from_probs(probs(), 2.0, timeout_s=5)
+
+
+@needs_triton
+def test_a_launch_that_never_returns_is_named(monkeypatch, release):
+    from tokensampler.triton import chunked
+
+    stuck = StandInKernel("final_kernel", release=release)
+    monkeypatch.setattr(chunked, "final_kernel", stuck)
+    x = probs(4, 37)
+    start, cpu = time.monotonic(), time.process_time()
+    with pytest.raises(ts.SamplingTimeoutError) as info_:
+        ts.sampling_from_probs(x, seed=1, timeout_s=1.0, backend="triton")
+    waited, cpu_used = time.monotonic() - start, time.process_time() - cpu
+    err = info_.value
+    assert 1.0 <= waited < 2.0
+    assert cpu_used < 0.5, "the wait must sleep, not spin"
+    assert err.stage == "launch final_kernel" and err.last_finished == "launch stats_kernel"
+    assert (err.function, err.backend, err.shape, err.dtype) == (
+        "sampling_from_probs", "triton", (4, 37), torch.float32)
+    assert isinstance(err, TimeoutError) and isinstance(err, ts.TokenSamplerError)
+    for text in ("sampling_from_probs", "launch final_kernel", "(4, 37) float32", "triton",
+                 "tokensampler doctor"):
+        assert text in str(err)
+    # The stuck worker was abandoned: the next call gets a fresh one.
+    monkeypatch.undo()
+    assert torch.equal(ts.sampling_from_probs(x, seed=1, timeout_s=30, backend="triton"),
+                       ts.sampling_from_probs(x, seed=1, backend="reference"))
+
+
+def test_a_blocked_reference_backend_is_named(monkeypatch, release):
+    from tokensampler import reference
+
+    monkeypatch.setattr(reference, "renorm", lambda call: release.wait())
+    with pytest.raises(ts.SamplingTimeoutError, match="run the reference backend") as err:
+        ts.top_p_renorm_probs(probs(), 0.5, backend="reference", timeout_s=0.3)
+    assert err.value.last_finished == "check arguments and choose a backend"
+
+
+def test_the_default_timeout_guards_calls_that_pass_none(monkeypatch, release):
+    from tokensampler import reference
+
+    monkeypatch.setattr(reference, "sample", lambda call: release.wait())
+    monkeypatch.setenv(watchdog.ENV_VAR, "0.3")
+    with pytest.raises(ts.SamplingTimeoutError):
+        ts.sampling_from_probs(probs(), backend="reference")
+
+
+# ------------------------------------------------------------------ fallback
+
+@needs_triton
+def test_automatic_backend_falls_back_once_with_a_warning(monkeypatch):
+    from tokensampler.triton import chunked
+
+    broken = StandInKernel("stats_kernel", error=RuntimeError("PTXASError: ptxas fatal : "
+                                                              "Value 'sm_999' is not defined"))
+    monkeypatch.setattr(chunked, "stats_kernel", broken)
+    monkeypatch.setattr(dispatch, "_kernels_serve", lambda device: True)
+    monkeypatch.setattr(dispatch, "_fallbacks", {})
+    x = probs(4, 37)
+    want = ts.top_p_sampling_from_probs(x, 0.7, seed=3, backend="reference")
+    with pytest.warns(ts.FallbackWarning, match="stats_kernel.*ptxas") as record:
+        got = ts.top_p_sampling_from_probs(x, 0.7, seed=3)
+    assert len(record) == 1 and torch.equal(got, want)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # the second call neither warns nor retries
+        assert torch.equal(ts.top_p_sampling_from_probs(x, 0.7, seed=3), want)
+    assert broken.launches == 1
+    assert "stats_kernel" in dispatch.fallbacks()[str(x.device)]
+    report = info.collect()
+    assert str(x.device) in report["fallbacks"]
+    assert "fallback on" in info.render(report)
+    # Named explicitly, Triton never falls back: the cause is raised.
+    with pytest.raises(ts.BackendFailedError, match="launch stats_kernel.*sm_999") as err:
+        ts.top_p_sampling_from_probs(x, 0.7, seed=3, backend="triton")
+    assert isinstance(err.value.__cause__, RuntimeError)
+
+
+# ------------------------------------------------------------------- warm-up
+
+def test_warmup_reports_every_call():
+    report = ts.warmup([37, 40], [torch.float32, torch.bfloat16], DEVICE, backend="reference")
+    assert len(report) == 2 * 2 * len(OPS) * 2
+    assert {r["op"] for r in report} == set(OPS)
+    assert all(r["seconds"] > 0 for r in report)
+    with pytest.raises(ts.ArgumentError, match="ops.*nope"):
+        ts.warmup(ops=["nope"])
+
+
+@needs_triton
+def test_warmup_runs_the_kernels():
+    ops = ["top_k_top_p_sampling_from_logits", "top_k_renorm_probs"]
+    report = ts.warmup([37], [torch.float16], DEVICE, ops=ops, backend="triton")
+    assert [(r["op"], r["per_row"]) for r in report] == [(o, p) for o in ops for p in (False, True)]
+
+
+# -------------------------------------------------------------------- doctor
+
+def test_doctor_passes_every_stage_on_the_cpu():
+    results = doctor.diagnose("cpu", timeout=300, vocab=40)
+    assert [r.stage for r in results] == doctor.BASE_STAGES + list(OPS)
+    assert all(r.status == "OK" for r in results), doctor.render(results, "cpu")
+    ops = [r for r in results if r.stage not in doctor.BASE_STAGES]
+    assert all([s for s, _ in r.steps] == ["launch", "synchronize", "compare", "time"]
+               for r in ops)
+
+
+def test_doctor_reports_a_hung_stage_and_goes_on(monkeypatch):
+    monkeypatch.setenv(doctor.INJECT_VAR, "copy:hang:device to host")
+    start = time.monotonic()
+    results = doctor.diagnose("cpu", timeout=8, stages=["environment", "device", "allocate",
+                                                        "copy", "softmax"])
+    assert time.monotonic() - start < 60
+    status = {r.stage: r for r in results}
+    assert [status[s].status for s in ("environment", "device", "allocate")] == ["OK"] * 3
+    hung = status["copy"]
+    assert hung.status == "HUNG" and 8 <= hung.seconds < 20
+    assert "stuck in step 'device to host'" in hung.detail
+    assert "last step finished: host to device" in hung.detail
+    assert "last stage that finished: allocate" in hung.detail
+    assert status["softmax"].status == "SKIPPED" and "copy" in status["softmax"].detail
+    assert "HUNG" in doctor.render(results, "cpu")
+
+
+def test_doctor_cli_reports_a_failed_stage_as_json(monkeypatch, capsys):
+    from tokensampler.cli import main
+
+    monkeypatch.setenv(doctor.INJECT_VAR, "noop kernel:fail")
+    code = main(["doctor", "--device", "cpu", "--json", "--timeout", "60",
+                 "--stages", "environment,device,compiler,cache,noop kernel,softmax"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1 and report["device"] == "cpu"
+    status = {s["stage"]: s for s in report["stages"]}
+    assert status["noop kernel"]["status"] == "FAILED"
+    assert "injected failure" in status["noop kernel"]["detail"]
+    assert status["softmax"]["status"] == "SKIPPED"
+    assert status["cache"]["status"] == "OK"
+
+
+def test_doctor_rejects_unknown_stages():
+    with pytest.raises(SystemExit, match="unknown stages"):
+        doctor.diagnose("cpu", stages=["enviroment"])
