@@ -1,0 +1,23 @@
+"""Every op once through the Triton kernels, for compute-sanitizer's racecheck.
+
+The GPU suite also runs the reference backend, whose PyTorch reductions
+racecheck reports (in PyTorch's own kernels); this script launches only the
+inputs' set-up and tokensampler's kernels, at vocabularies that take every
+path (one chunk; several chunks with the top-p bracket; the largest row):
+
+    compute-sanitizer --tool racecheck python3 tests/sanitize_ops.py
+"""
+
+import torch
+
+from tokensampler.ops import OPS, call_op, example_inputs
+
+for vocab in (1000, 5000, 151936):
+    for dtype in (torch.float32, torch.bfloat16):
+        logits, probs = example_inputs(vocab, 4, dtype, "cuda", seed=vocab)
+        torch.cuda.synchronize()
+        for name in OPS:
+            for per_row in (False, True):
+                call_op(name, logits, probs, per_row, backend="triton")
+        torch.cuda.synchronize()
+        print(f"V={vocab} {dtype}: {len(OPS) * 2} calls", flush=True)
