@@ -57,6 +57,11 @@ COUNTS = ("rows", "hostile_rows", "hangs", "errors", "out_of_range", "wrong_vali
           "outside_kept", "leaked", "disagree")
 
 
+class Stop(Exception):
+    """A call hung: the GPU is no longer trustworthy, so the campaign ends
+    there and reports what it counted, the hang included."""
+
+
 def row_params(names, n, V, g, device):
     """Per-row parameters: extremes and ordinary values, mixed."""
     def pick(values):
@@ -107,9 +112,9 @@ def check(name, kind, V, B, seed, dtype, device, timeout_s, counts):
         even = slice(0, None, 2)
         alone, _ = call(x[even].contiguous(), {k: v[even] for k, v in params.items()},
                         seeds[even], "triton")
-    except ts.SamplingTimeoutError:
+    except ts.SamplingTimeoutError as exc:
         c["hangs"] += 1
-        raise
+        raise Stop(f"{name}/{kind}/V={V}/{dtype}: {exc}") from exc
     except Exception as exc:   # counted and shown: no exception is expected
         c["errors"] += 1
         print(f"error in {name}/{kind}/V={V}/{dtype}: {type(exc).__name__}: {exc}",
@@ -153,23 +158,31 @@ def run(rows_per_sampler: int, vocabs=VOCABS, device="cuda",
     unit = rows_per_sampler / len(hostile_kinds) / sum(shares.values())
     counts = defaultdict(lambda: dict.fromkeys(COUNTS, 0))
     start = time.monotonic()
+    stopped = None
     for s, name in enumerate(samplers):
         for i, (kind, V) in enumerate(combos):
             dtype = DTYPES[i % len(DTYPES)]
             per_batch = max(2, 2 * math.ceil(unit * shares[V]))   # half the rows are hostile
             B = max(2, min(per_batch, (1 << 27) // V // 2 * 2))   # bounded memory
             done = 0
-            while done < per_batch:
-                check(name, kind, V, B, seed=1000 * s + i + done, dtype=dtype, device=device,
-                      timeout_s=timeout_s, counts=counts)
+            while done < per_batch and stopped is None:
+                try:
+                    check(name, kind, V, B, seed=1000 * s + i + done, dtype=dtype,
+                          device=device, timeout_s=timeout_s, counts=counts)
+                except Stop as stop:
+                    stopped = str(stop)
+                    print(f"stopped: {stopped}", file=sys.stderr, flush=True)
                 done += B
         if progress:
             total = sum(c["hostile_rows"] for (n, _), c in counts.items() if n == name)
             print(f"{name}: {total} hostile rows, {time.monotonic() - start:.0f} s",
                   file=sys.stderr, flush=True)
         if after_sampler:
-            after_sampler({"counts": dict(counts), "seconds": time.monotonic() - start})
-    return {"counts": dict(counts), "seconds": time.monotonic() - start}
+            after_sampler({"counts": dict(counts), "seconds": time.monotonic() - start,
+                           "stopped": stopped})
+        if stopped:
+            break
+    return {"counts": dict(counts), "seconds": time.monotonic() - start, "stopped": stopped}
 
 
 def summary(result: dict) -> dict:
@@ -182,7 +195,8 @@ def summary(result: dict) -> dict:
             by_kind[kind][key] += value
     total = {key: sum(c[key] for c in by_sampler.values()) for key in COUNTS}
     return {"total": total, "by_sampler": dict(by_sampler), "by_kind": dict(by_kind),
-            "seconds": round(result["seconds"], 1), "disagreements": EXAMPLES[:50]}
+            "seconds": round(result["seconds"], 1), "stopped": result.get("stopped"),
+            "disagreements": EXAMPLES[:50]}
 
 
 def main() -> int:

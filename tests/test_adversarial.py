@@ -141,3 +141,19 @@ def test_campaign_script_counts_nothing_wrong():
     assert set(report["by_kind"]) == set(KINDS) - {"good"}
     bad = {k: v for k, v in total.items() if k not in ("rows", "hostile_rows") and v}
     assert not bad, bad
+
+
+def test_campaign_counts_a_hang_and_still_reports(monkeypatch):
+    """A call that times out is counted as a hang and ends the campaign,
+    which still returns what it counted."""
+    import campaign
+
+    def hang(*args, **kwargs):
+        raise ts.SamplingTimeoutError("stand-in for a hung call")
+    monkeypatch.setitem(campaign.SAMPLERS, "probs", (hang, False, ()))
+    result = campaign.run(15, vocabs=(37,), device=DEVICE, samplers=("min_p", "probs", "top_k"),
+                          progress=False)
+    report = campaign.summary(result)
+    assert report["total"]["hangs"] == 1 and "stand-in" in report["stopped"]
+    assert report["by_sampler"]["min_p"]["hostile_rows"] == 15
+    assert "top_k" not in report["by_sampler"]

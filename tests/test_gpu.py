@@ -192,6 +192,7 @@ def test_watchdog_catches_a_kernel_that_never_finishes():
 def test_a_process_can_exit_with_a_kernel_still_spinning():
     proc = _child("abandon")
     assert "TIMEOUT after 2." in proc.stdout and "EXITING" in proc.stdout
+    assert proc.returncode == 0
 
 
 @no_sanitizer

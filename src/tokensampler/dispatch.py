@@ -8,8 +8,8 @@ the Triton backend is named: on the CPU it runs under Triton's interpreter,
 which is for testing, not speed).
 
 Fallback: when the backend was chosen automatically and the Triton kernels
-fail to compile or launch on a device (no compiler, unsupported GPU, driver
-error), that device falls back to the reference backend for the rest of the
+fail to import, compile or launch on a device (no compiler, unsupported GPU,
+a driver error Triton reports; :func:`kernel_failure`), that device falls back to the reference backend for the rest of the
 process, with one :class:`~tokensampler.errors.FallbackWarning` that says why;
 :func:`fallbacks` (and ``tokensampler info``) lists it. A backend named by the
 argument or the environment variable never falls back: its failure raises
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
 import threading
 import warnings
 from types import ModuleType
@@ -29,7 +31,7 @@ import torch
 
 from . import watchdog
 from .errors import (ArgumentError, ArgumentTypeError, BackendFailedError,
-                     BackendUnavailableError, FallbackWarning, TokenSamplerError)
+                     BackendUnavailableError, FallbackWarning)
 
 ENV_VAR = "TOKENSAMPLER_BACKEND"
 BACKENDS = ("reference", "triton")
@@ -55,7 +57,9 @@ def triton_status(device: Optional[torch.device] = None) -> tuple[bool, str]:
     if device.type == "cpu":
         if os.environ.get("TRITON_INTERPRET") == "1":
             return True, "CPU tensors run under Triton's interpreter (TRITON_INTERPRET=1): slow, for tests"
-        return False, "CPU tensors need TRITON_INTERPRET=1 set before import (interpreter, for tests)"
+        return False, ("on CPU tensors the kernels run only under Triton's interpreter, for "
+                       "tests (set TRITON_INTERPRET=1 before importing); the CPU's backend is "
+                       "'reference', which backend=None picks")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             return False, "torch sees no CUDA/ROCm device"
@@ -83,16 +87,16 @@ def _load(name: str) -> ModuleType:
     return triton_backend
 
 
-def resolve(op: str, backend: Optional[str], device: torch.device) -> tuple[ModuleType, bool]:
-    """The backend module that runs ``op`` on ``device``, and whether it was
-    chosen automatically (only then may it fall back)."""
+def choose(op: str, backend: Optional[str], device: torch.device) -> tuple[str, bool]:
+    """The name of the backend that runs ``op`` on ``device``, and whether it
+    was chosen automatically (only then may it fall back). Imports nothing."""
     source = "argument 'backend'"
     if backend is None:
         backend = current_override()
         source = f"environment variable {ENV_VAR}"
     if backend is None:
         auto = str(device) not in _fallbacks and _kernels_serve(device)
-        return _load("triton" if auto else "reference"), True
+        return ("triton" if auto else "reference"), True
     if not isinstance(backend, str):
         raise ArgumentTypeError(f"{op}: {source} must be a string, one of "
                                 f"{', '.join(map(repr, BACKENDS))}, or None; got "
@@ -104,39 +108,64 @@ def resolve(op: str, backend: Optional[str], device: torch.device) -> tuple[Modu
         ok, why = triton_status(device)
         if not ok:
             raise BackendUnavailableError(f"{op}: backend 'triton' cannot run on {device}: {why}")
-    return _load(backend), False
+    return backend, False
+
+
+def resolve(op: str, backend: Optional[str], device: torch.device) -> tuple[ModuleType, bool]:
+    """The backend module :func:`choose` names, and whether it was automatic."""
+    name, auto = choose(op, backend, device)
+    return _load(name), auto
+
+
+def kernel_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` says the Triton kernels cannot run here: the backend
+    would not import, Triton's compiler or launcher failed (its own error
+    types, or a driver error it reports as 'Triton Error'), or a compiler
+    binary could not be run. Anything else is a bug to raise, not hide."""
+    if isinstance(exc, (ImportError, OSError, subprocess.SubprocessError)):
+        return True
+    if type(exc).__module__.split(".")[0] == "triton":
+        return True
+    return isinstance(exc, RuntimeError) and "Triton Error" in str(exc)
 
 
 def run(op: str, backend: Optional[str], device: torch.device, method: str, call):
-    """Resolve the backend and run ``method`` (``sample``, ``renorm``, ...) on
-    ``call``, falling back from an automatically chosen Triton backend."""
-    module, auto = resolve(op, backend, device)
-    watchdog.note(backend=module.name)
-    if module.name == "reference":
+    """Choose the backend and run ``method`` (``sample``, ``renorm``, ...) on
+    ``call``, falling back from an automatically chosen Triton backend whose
+    import, compilation or launch fails (:func:`kernel_failure`)."""
+    name, auto = choose(op, backend, device)
+    watchdog.note(backend=name)
+    if name == "reference":
         watchdog.stage("run the reference backend")
-        return getattr(module, method)(call)
+        return getattr(_load(name), method)(call)
+    stage = "import the Triton backend"
     try:
+        watchdog.stage(stage)
+        module = _load(name)
+        from .triton import launcher   # it records the stages from here on
+
+        launcher.begin_call()
+        stage = None
         return getattr(module, method)(call)
-    except (TokenSamplerError, torch.cuda.OutOfMemoryError):
-        raise
-    except Exception as exc:   # compiler, driver or launch failure
+    except Exception as exc:
+        if not kernel_failure(exc):
+            raise
         lines = str(exc).strip().splitlines()
         why = f"{type(exc).__name__}: {lines[0] if lines else '(no message)'}"
+        stage = stage or launcher.last_stage()
         if not auto:
             raise BackendFailedError(
-                f"{op}: backend 'triton' failed on {device} at stage '{_stage()}': {why}. "
+                f"{op}: backend 'triton' failed on {device} at stage '{stage}': {why}. "
                 f"The automatic choice (backend=None) would fall back to the reference "
                 f"backend; `tokensampler doctor` checks each stage.") from exc
-        _fall_back(device, f"{op} failed at stage '{_stage()}': {why}")
+        failure = f"{op} failed at stage '{stage}': {why}"
     watchdog.note(backend="reference (fallback)")
     watchdog.stage("run the reference backend (fallback)")
-    return getattr(_load("reference"), method)(call)
-
-
-def _stage() -> str:
-    from .triton.launch import last_stage   # only reached once the Triton backend loaded
-
-    return last_stage()
+    result = getattr(_load("reference"), method)(call)
+    # Recorded only once the reference has worked: an error that breaks both
+    # (a CUDA context already lost) is raised above, not blamed on Triton.
+    _fall_back(device, failure)
+    return result
 
 
 def _fall_back(device: torch.device, why: str) -> None:
@@ -148,4 +177,14 @@ def _fall_back(device: torch.device, why: str) -> None:
                       f"falling back to the reference backend (pure PyTorch, slower) on this "
                       f"device for the rest of the process. Pass backend='triton' to get the "
                       f"error instead, or run `tokensampler doctor`.",
-                      FallbackWarning, stacklevel=4)
+                      FallbackWarning, stacklevel=_caller_level())
+
+
+def _caller_level() -> int:
+    """The stacklevel of the first frame outside tokensampler (the caller's
+    line, when the call runs on the caller's thread)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level

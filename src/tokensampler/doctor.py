@@ -258,6 +258,7 @@ def _reader(stream, lines: queue.Queue) -> None:
 def run_stage(stage: str, device: str, timeout: float, vocab: int) -> StageResult:
     """Run one stage in a child process; never waits longer than ``timeout``."""
     env = dict(os.environ)
+    env.pop("TOKENSAMPLER_TIMEOUT_S", None)   # a serving limit, too short for a cold compile
     if device.startswith("cpu"):
         env["TRITON_INTERPRET"] = "1"
     cmd = [sys.executable, "-m", "tokensampler.doctor", "--child", stage, "--device", device,
@@ -269,7 +270,8 @@ def run_stage(stage: str, device: str, timeout: float, vocab: int) -> StageResul
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
     errors: list[str] = []
-    threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True).start()
+    err_reader = threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True)
+    err_reader.start()
     current, outcome = "set-up, before the stage's first step", None
     deadline = start + timeout
     while outcome is None:
@@ -292,14 +294,23 @@ def run_stage(stage: str, device: str, timeout: float, vocab: int) -> StageResul
         elif kind in ("ok", "failed"):
             outcome = (kind, json.loads(rest))
     result.seconds = time.monotonic() - start
+    # The child has answered, died or run out of time: give it what is left of
+    # the time to exit, then kill its whole process group (it may have started
+    # others), so that nothing it left behind can hold the doctor up.
+    try:
+        proc.wait(timeout=max(0.5, deadline - time.monotonic()))
+        exited = True
+    except subprocess.TimeoutExpired:
+        exited = False
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    err_reader.join(timeout=1.0)
     last = result.steps[-1][0] if result.steps else "none"
     if outcome is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-        if result.seconds >= timeout:
+        if result.seconds >= timeout or not exited:
             result.status = "HUNG"
             result.detail = (f"no answer within {timeout:g} s, stuck in step '{current}'; "
                              f"last step finished: {last}")
@@ -309,11 +320,14 @@ def run_stage(stage: str, device: str, timeout: float, vocab: int) -> StageResul
             result.detail = (f"the child process died (exit {proc.returncode}) in step "
                              f"'{current}': {tail[-1] if tail else 'no message'}")
         return result
-    proc.wait()
     kind, detail = outcome
     if kind == "failed":
         result.status = "FAILED"
         result.detail = f"in step '{current}': {detail}"
+    elif not exited:
+        result.status = "HUNG"
+        result.detail = (f"the stage passed ({detail}) but its process did not exit within "
+                         f"{timeout:g} s (stuck in shutdown, e.g. releasing the device)")
     else:
         result.detail = detail
     return result
@@ -387,15 +401,39 @@ def main(args: argparse.Namespace) -> int:
     return int(any(r.status in ("FAILED", "HUNG") for r in results))
 
 
+def _device_arg(value: str) -> str:
+    head, _, index = value.partition(":")
+    if value == "auto" or (head in ("cpu", "cuda") and (not index or index.isdigit())):
+        return value
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value!r}")
+    return seconds
+
+
+def _vocab(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return int(value)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto",
+    parser.add_argument("--device", default="auto", type=_device_arg,
                         help="cpu, cuda or cuda:N (default: cuda if torch sees one, else cpu)")
-    parser.add_argument("--timeout", type=float, default=120.0,
+    parser.add_argument("--timeout", type=_seconds, default=120.0,
                         help="seconds each stage may take before it is killed as HUNG "
                              "(default 120: a cold Triton compile takes a few seconds a kernel)")
     parser.add_argument("--stages", default=None,
                         help="comma-separated subset of stages (default: all)")
-    parser.add_argument("--vocab", type=int, default=1000, help="vocabulary of the test batch")
+    parser.add_argument("--vocab", type=_vocab, default=1000,
+                        help="vocabulary of the test batch")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 

@@ -13,13 +13,14 @@ request. :data:`OPS` is also the list ``tokensampler doctor`` runs.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable, Iterable, Optional
 
 import torch
 
-from . import sampling
-from .errors import ArgumentError
+from . import dispatch, sampling
+from .errors import ArgumentError, ArgumentTypeError
 
 # name -> (function, takes logits, parameters)
 OPS: dict[str, tuple[Callable, bool, dict]] = {
@@ -64,6 +65,9 @@ def call_op(name: str, logits, probs, per_row: bool, **extra):
     if name in SAMPLERS:
         kw["seed"] = torch.arange(n, device=x.device) if per_row else 1234
         kw["return_valid"] = True
+    # A serving timeout (set_default_timeout, TOKENSAMPLER_TIMEOUT_S) is sized
+    # for warm kernels; these first calls compile, which takes seconds.
+    kw.setdefault("timeout_s", math.inf)
     return fn(x, **kw, **extra)
 
 
@@ -103,12 +107,32 @@ def warmup(vocab_sizes: Iterable[int] = (32000,), dtypes: Iterable[torch.dtype] 
     """
     if device is None:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ArgumentError(f"warmup: argument 'device' must name a torch device such as "
+                            f"'cuda' or 'cuda:1', got {device!r}") from exc
+    for arg, value in (("vocab_sizes", vocab_sizes), ("dtypes", dtypes), ("per_row", per_row)):
+        if isinstance(value, (int, bool, torch.dtype, str)) or not hasattr(value, "__iter__"):
+            raise ArgumentTypeError(f"warmup: argument '{arg}' must be a list, got "
+                                    f"{type(value).__name__} {value!r} (write [{value!r}])")
+    vocab_sizes, dtypes, per_row = list(vocab_sizes), list(dtypes), list(per_row)
+    dispatch.choose("warmup", backend, device)   # names a bad backend as warmup's
+    bad = [v for v in vocab_sizes if isinstance(v, bool) or not isinstance(v, int) or v < 1]
+    if bad:
+        raise ArgumentError(f"warmup: argument 'vocab_sizes' must hold positive ints, got {bad}")
+    bad = [d for d in dtypes if d not in (torch.float32, torch.float16, torch.bfloat16)]
+    if bad:
+        raise ArgumentError(f"warmup: argument 'dtypes' must hold torch.float32, torch.float16 "
+                            f"or torch.bfloat16, got {bad}")
+    if isinstance(ops, str):
+        raise ArgumentTypeError(f"warmup: argument 'ops' must be a list of names, got the "
+                                f"string {ops!r} (write ops=[{ops!r}])")
     names = list(OPS) if ops is None else list(ops)
     unknown = [n for n in names if n not in OPS]
     if unknown:
-        raise ArgumentError(f"warmup: argument 'ops' names unknown ops {unknown}; expected names "
-                         f"from {list(OPS)}")
+        raise ArgumentError(f"warmup: argument 'ops' names unknown ops {unknown}; expected "
+                            f"names from {list(OPS)}")
     report = []
     for dtype in dtypes:
         for vocab in vocab_sizes:

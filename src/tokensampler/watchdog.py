@@ -158,19 +158,33 @@ class Job:
         self.current = "queued for the watchdog's worker thread"
         self.finished: list[str] = []
         self.facts: dict = {}
+        self.lock = threading.Lock()
+        self.abandoned = False
+        self.inference = torch.is_inference_mode_enabled()
+        self.grad = torch.is_grad_enabled()
         self.done = threading.Event()
         self.result = None
         self.error: Optional[BaseException] = None
 
     def enter(self, name: str) -> None:
-        self.finished.append(self.current)
-        self.current = name
+        with self.lock:
+            self.finished.append(self.current)
+            self.current = name
+
+    def stages(self) -> tuple[str, str]:
+        """(the stage now, the last one finished), read together."""
+        with self.lock:
+            return self.current, (self.finished[-1] if self.finished else "none")
 
     def run(self) -> None:
         _local.job = self
         try:
-            self.enter("check arguments and choose a backend")
-            if self.stream is not None:
+            # The caller's per-thread modes, which a new thread would not have.
+            with torch.inference_mode(self.inference), torch.set_grad_enabled(self.grad):
+                self.enter("check arguments and choose a backend")
+                if self.stream is None:
+                    self.result = self.work()
+                    return
                 with torch.cuda.device(self.device), torch.cuda.stream(self.stream):
                     self.result = self.work()
                     # A blocking-sync event: the thread sleeps in the driver
@@ -180,8 +194,6 @@ class Job:
                 self.enter(f"synchronize: wait for the GPU to finish the kernels on "
                            f"{self.device}")
                 event.synchronize()
-            else:
-                self.result = self.work()
         except BaseException as exc:   # handed to the caller, raised there
             self.error = exc
         finally:
@@ -190,7 +202,12 @@ class Job:
 
 
 class _Worker:
-    """A daemon thread that runs jobs one at a time."""
+    """A daemon thread that runs one caller thread's jobs, one at a time.
+
+    Each calling thread has its own worker (the caller waits for its job, so
+    the queue holds at most one), so a stuck job never delays another
+    thread's call. A worker whose job was abandoned exits after it.
+    """
 
     def __init__(self):
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
@@ -202,28 +219,21 @@ class _Worker:
         while True:
             job = self.jobs.get()
             job.run()
-            if job.facts.get("abandoned"):
-                return   # the caller gave up on us and made a new worker
-
-
-_worker: Optional[_Worker] = None
-_worker_lock = threading.Lock()
+            if job.abandoned:
+                return
 
 
 def _submit(job: Job) -> None:
-    global _worker
-    with _worker_lock:
-        if _worker is None:
-            _worker = _Worker()
-        _worker.jobs.put(job)
+    worker = getattr(_local, "worker", None)
+    if worker is None:
+        worker = _local.worker = _Worker()
+    worker.jobs.put(job)
 
 
 def _abandon(job: Job) -> None:
-    """Give up on a stuck worker: later calls get a fresh thread."""
-    global _worker
-    with _worker_lock:
-        job.facts["abandoned"] = True
-        _worker = None
+    """Give up on this thread's stuck worker: its next call gets a fresh one."""
+    job.abandoned = True
+    _local.worker = None
 
 
 def _describe(x: torch.Tensor) -> str:
@@ -240,10 +250,12 @@ def guarded(op: str, x: torch.Tensor, timeout_s, work: Callable[[], T]) -> T:
     if limit is None or not isinstance(x, torch.Tensor):
         return work()   # a non-tensor input fails its argument check at once
     device = x.device
-    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-        # Nothing runs while a graph is captured, so there is nothing to wait
-        # for; the replay is the caller's to guard.
-        return work()
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            if torch.cuda.is_current_stream_capturing():
+                # Nothing runs while a graph is captured, so there is nothing
+                # to wait for; the replay is the caller's to guard.
+                return work()
     job = Job(work, device)
     _submit(job)
     if not job.done.wait(limit):
@@ -256,12 +268,12 @@ def guarded(op: str, x: torch.Tensor, timeout_s, work: Callable[[], T]) -> T:
 
 def _timeout(op: str, x: torch.Tensor, limit: float, job: Job) -> SamplingTimeoutError:
     backend = job.facts.get("backend", "not chosen yet")
-    last = job.finished[-1] if job.finished else "none"
+    current, last = job.stages()
     return SamplingTimeoutError(
-        f"{op} did not finish within {limit:g} s (timeout_s): stage '{job.current}' never "
+        f"{op} did not finish within {limit:g} s (timeout_s): stage '{current}' never "
         f"completed; the last stage that finished was '{last}'. Input {_describe(x)} on "
         f"{x.device}, backend {backend}. Kernels already queued may still be running, and "
         f"later work on that stream waits behind them (docs/reliability.md). Run "
         f"`tokensampler doctor` to find the stage that is broken.",
-        function=op, stage=job.current, last_finished=last, backend=backend,
+        function=op, stage=current, last_finished=last, backend=backend,
         device=str(x.device), shape=tuple(x.shape), dtype=x.dtype, timeout_s=limit)

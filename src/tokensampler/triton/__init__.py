@@ -18,7 +18,7 @@ from ..rng import CHUNK_TOKENS
 from ..params import FilterCall, SamplingCall
 from . import chunked
 from .kernels import filter_kernel
-from .launch import launch
+from .launcher import launch
 
 name = "triton"
 CAP = 4096      # most candidate slots per row in the pruned top-k / top-p path

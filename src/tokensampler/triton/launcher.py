@@ -17,9 +17,14 @@ from .. import watchdog
 _local = threading.local()
 
 
+def begin_call() -> None:
+    """Forget the previous call's stage (called as each call starts)."""
+    _local.stage = "prepare the launches"
+
+
 def last_stage() -> str:
-    """The stage this thread's most recent launch reached."""
-    return getattr(_local, "stage", "before the first kernel launch")
+    """The stage this thread's current call reached."""
+    return getattr(_local, "stage", "prepare the launches")
 
 
 def _enter(name: str) -> None:
