@@ -258,7 +258,6 @@ def _reader(stream, lines: queue.Queue) -> None:
 def run_stage(stage: str, device: str, timeout: float, vocab: int) -> StageResult:
     """Run one stage in a child process; never waits longer than ``timeout``."""
     env = dict(os.environ)
-    env.pop("TOKENSAMPLER_TIMEOUT_S", None)   # a serving limit, too short for a cold compile
     if device.startswith("cpu"):
         env["TRITON_INTERPRET"] = "1"
     cmd = [sys.executable, "-m", "tokensampler.doctor", "--child", stage, "--device", device,

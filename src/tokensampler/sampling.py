@@ -88,22 +88,22 @@ def _doc(fn):
     return fn
 
 
-def _sample(op: str, x: Tensor, backend: Optional[str], return_valid: bool, *, timeout_s,
-            **kw) -> Samples:
+def _run(method: str, op: str, x: Tensor, backend: Optional[str], timeout_s, **kw):
+    """Check the arguments, then run ``method`` of the chosen backend, all
+    under the watchdog (argument checks included: they may draw a seed)."""
+    make_call = sampling_call if method == "sample" else filter_call
+
     def work():
-        call = sampling_call(op, x, **kw)
-        return dispatch.run(op, backend, call.x.device, "sample", call)
-
-    samples, valid = watchdog.guarded(op, x, timeout_s, work)
-    return (samples, valid) if return_valid else samples
-
-
-def _filter(method: str, x: Tensor, backend: Optional[str], timeout_s, op: str, **kw) -> Tensor:
-    def work():
-        call = filter_call(op, x, **kw)
+        call = make_call(op, x, **kw)
         return dispatch.run(op, backend, call.x.device, method, call)
 
     return watchdog.guarded(op, x, timeout_s, work)
+
+
+def _sample(op: str, x: Tensor, backend: Optional[str], return_valid: bool, *, timeout_s,
+            **kw) -> Samples:
+    samples, valid = _run("sample", op, x, backend, timeout_s, **kw)
+    return (samples, valid) if return_valid else samples
 
 
 @_doc
@@ -307,7 +307,8 @@ def top_k_top_p_sampling_from_logits(logits: Tensor, top_k, top_p,
 
 
 @_doc
-def top_p_renorm_probs(probs: Tensor, top_p, *, backend: Optional[str] = None, timeout_s=None) -> Tensor:
+def top_p_renorm_probs(probs: Tensor, top_p, *, backend: Optional[str] = None,
+                       timeout_s=None) -> Tensor:
     """Zero the tokens top-p drops and renormalise the rest to sum 1.
 
     Parameters
@@ -329,12 +330,13 @@ def top_p_renorm_probs(probs: Tensor, top_p, *, backend: Optional[str] = None, t
     >>> tokensampler.top_p_renorm_probs(torch.tensor([[0.5, 0.25, 0.25]]), 0.75)
     tensor([[0.6667, 0.3333, 0.0000]])
     """
-    return _filter("renorm", probs, backend, timeout_s, "top_p_renorm_probs", from_logits=False,
-                   top_p=top_p)
+    return _run("renorm", "top_p_renorm_probs", probs, backend, timeout_s, from_logits=False,
+               top_p=top_p)
 
 
 @_doc
-def top_k_renorm_probs(probs: Tensor, top_k, *, backend: Optional[str] = None, timeout_s=None) -> Tensor:
+def top_k_renorm_probs(probs: Tensor, top_k, *, backend: Optional[str] = None,
+                       timeout_s=None) -> Tensor:
     """Zero all but the top-k tokens and renormalise them to sum 1.
 
     Parameters
@@ -356,12 +358,13 @@ def top_k_renorm_probs(probs: Tensor, top_k, *, backend: Optional[str] = None, t
     >>> tokensampler.top_k_renorm_probs(torch.tensor([[0.25, 0.5, 0.25]]), 2)
     tensor([[0.3333, 0.6667, 0.0000]])
     """
-    return _filter("renorm", probs, backend, timeout_s, "top_k_renorm_probs", from_logits=False,
-                   top_k=top_k)
+    return _run("renorm", "top_k_renorm_probs", probs, backend, timeout_s, from_logits=False,
+               top_k=top_k)
 
 
 @_doc
-def top_k_mask_logits(logits: Tensor, top_k, *, backend: Optional[str] = None, timeout_s=None) -> Tensor:
+def top_k_mask_logits(logits: Tensor, top_k, *, backend: Optional[str] = None,
+                      timeout_s=None) -> Tensor:
     """Set every logit outside the top k to ``-inf``.
 
     Parameters
@@ -383,8 +386,8 @@ def top_k_mask_logits(logits: Tensor, top_k, *, backend: Optional[str] = None, t
     >>> tokensampler.top_k_mask_logits(torch.tensor([[1.0, 3.0, 3.0, 2.0]]), 2)
     tensor([[-inf, 3., 3., -inf]])
     """
-    return _filter("mask_logits", logits, backend, timeout_s, "top_k_mask_logits",
-                   from_logits=True, top_k=top_k)
+    return _run("mask_logits", "top_k_mask_logits", logits, backend, timeout_s,
+               from_logits=True, top_k=top_k)
 
 
 @_doc
@@ -414,5 +417,5 @@ def softmax(logits: Tensor, temperature=None, enable_pdl: Optional[bool] = None,
     >>> tokensampler.softmax(torch.tensor([[0.0, 0.0, -float("inf")]]))
     tensor([[0.5000, 0.5000, 0.0000]])
     """
-    return _filter("softmax", logits, backend, timeout_s, "softmax", from_logits=True,
-                   temperature=temperature)
+    return _run("softmax", "softmax", logits, backend, timeout_s, from_logits=True,
+               temperature=temperature)
