@@ -4,12 +4,14 @@
 #   OUT=/tmp/out bash benchmarks/gpu_reliability.sh checks     # campaign, memcheck and racecheck
 #                                                            # side by side (they share the GPU)
 # SKIP_SUITE / SKIP_TIMING / SKIP_CAMPAIGN skip parts; PYTEST_K selects tests;
-# LIMIT (seconds, default 560) bounds each part of `checks`.
+# LIMIT (seconds, default 560) bounds each part of `checks`; RACE_ARGS passes
+# vocabularies (and --fp32) to tests/sanitize_ops.py; SKIP_MEMCHECK,
+# SKIP_MEMCHECK_GRAPH, SKIP_RACECHECK and SKIP_CAMPAIGN skip parts of it.
 set -uo pipefail
 OUT=${OUT:-gpu-reliability}
 LIMIT=${LIMIT:-560}
 mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+[ -d /tmp/site/flashinfer ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl 2>&1 | grep -v "Location" || true
 export PYTHONPATH=/tmp/site:$PWD/src:$PWD/tests PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/card.txt"
@@ -30,19 +32,19 @@ racecheck() {   # tokensampler's kernels only: the suite's reference backend run
                 # PyTorch reductions, which racecheck reports as well
     local log="$OUT/sanitizer-racecheck.txt"
     timeout "$LIMIT" compute-sanitizer --tool racecheck --print-limit 1000 \
-        python3 tests/sanitize_ops.py > "$log" 2>&1
+        python3 tests/sanitize_ops.py ${RACE_ARGS:-} > "$log" 2>&1
     echo "exit $?" >> "$log"
 }
 
 if [ "${1:-}" = checks ]; then
-    timeout "$LIMIT" python3 tests/campaign.py --rows "${ROWS:-1000000}" \
+    [ -z "${SKIP_CAMPAIGN:-}" ] && timeout "$LIMIT" python3 tests/campaign.py --rows "${ROWS:-1000000}" \
         --samplers "${SAMPLERS:-probs,logits,top_p,top_k,min_p,kp_first,kp_joint,logits_kp}" \
         --json "$OUT/campaign.json" > "$OUT/campaign.log" 2>&1 &
     [ -z "${SKIP_MEMCHECK:-}" ] && sanitize "" "not graph and not warmup" &
     [ -z "${SKIP_MEMCHECK_GRAPH:-}" ] && NOCACHE=0 sanitize graph "graph or warmup" &
     [ -z "${SKIP_RACECHECK:-}" ] && racecheck &
     wait
-    tail -3 "$OUT/campaign.log"
+    [ -f "$OUT/campaign.log" ] && tail -3 "$OUT/campaign.log"
     for f in "$OUT"/sanitizer-*.txt; do echo "$f"; grep -E "PASSED|FAILED|ERROR|SUMMARY|passed|failed|calls|exit" \
         "$f" | tail -8; done
     exit 0

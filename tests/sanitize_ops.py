@@ -5,15 +5,22 @@ racecheck reports (in PyTorch's own kernels); this script launches only the
 inputs' set-up and tokensampler's kernels, at vocabularies that take every
 path (one chunk; several chunks with the top-p bracket; the largest row):
 
-    compute-sanitizer --tool racecheck python3 tests/sanitize_ops.py
+    compute-sanitizer --tool racecheck python3 tests/sanitize_ops.py [V ...] [--fp32]
+
+Arguments pick the vocabularies (default: all three) and ``--fp32`` drops
+bfloat16, so that one slow sanitizer run can cover the largest row alone.
 """
+
+import sys
 
 import torch
 
 from tokensampler.ops import OPS, call_op, example_inputs
 
-for vocab in (1000, 5000, 151936):
-    for dtype in (torch.float32, torch.bfloat16):
+vocabs = [int(a) for a in sys.argv[1:] if a != "--fp32"] or [1000, 5000, 151936]
+dtypes = [torch.float32] if "--fp32" in sys.argv else [torch.float32, torch.bfloat16]
+for vocab in vocabs:
+    for dtype in dtypes:
         logits, probs = example_inputs(vocab, 4, dtype, "cuda", seed=vocab)
         torch.cuda.synchronize()
         for name in OPS:
