@@ -8,7 +8,10 @@ import tokensampler as ts
 for B in (256, 1024):
     x = torch.softmax(torch.randn(B, 128256, device="cuda"), 1)
     seed = torch.tensor([1], device="cuda"); off = torch.tensor([0], device="cuda")
+    lg = torch.log(x)
     calls = {"top_p_0.9": lambda: ts.top_p_sampling_from_probs(x, 0.9, seed=seed, offset=off),
+             "top_p_0.9_logits": lambda: ts.top_k_top_p_sampling_from_logits(lg, None, 0.9, seed=seed,
+                                                                              offset=off),
              "top_k_50": lambda: ts.top_k_sampling_from_probs(x, 50, seed=seed, offset=off),
              "joint": lambda: ts.top_k_top_p_sampling_from_probs(x, 50, 0.9, seed=seed, offset=off),
              "min_p": lambda: ts.min_p_sampling_from_probs(x, 0.1, seed=seed, offset=off),

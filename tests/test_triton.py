@@ -191,6 +191,54 @@ def test_top_p_bracket_per_row_edges():
     assert torch.equal(got[0], ref[0]), (got[0] != ref[0]).nonzero().flatten().tolist()
 
 
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_top_p_histogram_narrows_to_the_buffer(from_logits, monkeypatch):
+    """One histogram pass narrows the top-p bracket of N(0, 1) and N(0, 3)
+    rows enough that compaction never overflows (no row takes the slow
+    single-program path), and the tokens still match the reference."""
+    import tokensampler.triton as tt
+    seen = []
+    monkeypatch.setattr(tt, "inspect", seen.append)
+    vocab, batch = 3 * 4096 + 7, 6
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(batch, vocab, generator=g) * torch.tensor([1.0, 3.0]).repeat(3)[:, None]
+    x = (logits if from_logits else torch.softmax(logits, dim=1)).to(DEVICE)
+    p = torch.tensor([0.9, 0.9, 0.5, 0.5, 0.99, 0.99], device=DEVICE)
+    if from_logits:    # top_k=None: top-p alone, from logits
+        def fn(x, p, **kw):
+            return ts.top_k_top_p_sampling_from_logits(x, None, p, **kw)
+    else:
+        fn = ts.top_p_sampling_from_probs
+    ref = fn(x, p, seed=3, return_valid=True, backend="reference")
+    got = fn(x, p, seed=3, return_valid=True, backend="triton")
+    assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+    (ws,) = seen
+    assert ws.bracket
+    counts = ws.count.tolist()
+    assert max(counts) <= ws.cap, counts            # every row fit the buffer
+    assert min(counts) > 0, counts
+
+
+def test_select_sorts_sized_to_the_candidates(monkeypatch):
+    """select_kernel sorts 256, 2048 or 4096 slots by the row's candidate
+    count; rows whose counts fall in each size match the reference."""
+    import tokensampler.triton as tt
+    seen = []
+    monkeypatch.setattr(tt, "inspect", seen.append)
+    vocab = 32000    # 1000 groups of 32: top-k bounds up to k = 1000 stay tight
+    logits = torch.randn(4, vocab, generator=torch.Generator().manual_seed(21)) * 2
+    probs = torch.softmax(logits, dim=1).to(DEVICE)
+    logits = logits.to(DEVICE)
+    k = torch.tensor([5, 300, 600, 950], device=DEVICE)
+    for fn in (lambda **kw: ts.top_k_sampling_from_probs(probs, k, **kw),
+               lambda **kw: ts.top_k_top_p_sampling_from_logits(logits, k, 0.95, **kw)):
+        ref = fn(seed=9, return_valid=True, backend="reference")
+        got = fn(seed=9, return_valid=True, backend="triton")
+        assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+    counts = seen[0].count.tolist()
+    assert counts[0] <= 256 < counts[1] <= 2048 < counts[3] <= 4096, counts
+
+
 def test_strided_per_row_tensors():
     """Per-output parameters, seeds, offsets and indices given as strided views
     (every other element of a longer tensor) read the same values as copies."""

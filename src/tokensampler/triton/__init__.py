@@ -23,7 +23,11 @@ from .launcher import launch
 name = "triton"
 CAP = 4096      # most candidate slots per row in the pruned top-k / top-p path
 GROUP = 32      # tokens per group maximum
-NARROW_PASSES = 4  # most 16-pivot passes that shrink a top-p bracket before compaction
+HIST_PASSES = 3    # histogram passes that narrow a top-p bracket before compaction
+HIST_BINS = 256    # bins per histogram pass (128-512 measured alike; 512 slower)
+# Tests and benchmarks/bracket_stats.py set this to look at a call's
+# workspaces (candidate counts, bracket states) after its launches.
+inspect = None
 
 
 def _block(vocab: int) -> int:
@@ -51,8 +55,9 @@ def _chunk(vocab: int) -> int:
 
 
 def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
-    """Route by filter: plain (1 read), min-p (2 reads), top-p alone (2 + up to
-    NARROW_PASSES reads), top-k and joint (2 reads + candidates).
+    """Route by filter: plain (1 read), min-p (2 reads), top-p alone (3 reads,
+    a fourth for rows one histogram did not narrow enough), top-k and joint
+    (2 reads + candidates).
 
     Workspaces are sized by shapes alone, so the call can be graph-captured.
     """
@@ -98,10 +103,16 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     if call.min_p is not None:
         wf.mass = torch.empty(nc, dtype=torch.float32, device=dev)
     wf.above = wf.part
+    wi.st = wi.hist = wi.above = wf.ab = dummy
     if bracket:
-        wi.piv = torch.empty(nc * 16, dtype=torch.int32, device=dev)
-        wf.piv = torch.empty(nc * 17, dtype=torch.float32, device=dev)
-        wf.above = wf.piv[nc * 16:]
+        # Per pass: bracket states, bin counts, mass above per chunk; then the
+        # count above the final bracket per chunk (compact_kernel).
+        wi.st = torch.empty(n * HIST_PASSES * (4 + HIST_BINS) + nc, dtype=torch.int32, device=dev)
+        wi.hist = wi.st[n * HIST_PASSES * 4:]
+        wi.above = wi.st[n * HIST_PASSES * (4 + HIST_BINS):]
+        wf.ab = torch.empty(nc * (HIST_PASSES + 1), dtype=torch.float32, device=dev)
+        wf.above = wf.ab[nc * HIST_PASSES:]
+    hist = dict(NS=HIST_PASSES, NB=HIST_BINS)
     grid = (n, n_chunks)
     common = (x, x.stride(0), vocab, batch, n_chunks, idx)
     launch(chunked.stats_kernel, grid,
@@ -125,25 +136,31 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
               P_ROW=p_row, JOINT=call.joint, CP2=cp2)
     launch(chunked.plan_kernel, (n,),
            wi.part, wf.part, wi.gm, wi.plan, wi.count, n_chunks, batch, idx, x.stride(0), k_ptr,
-           k_val, p_ptr, p_val, t_ptr, t_val, GP2=cp2 * g_per_chunk, G_PER_CHUNK=g_per_chunk,
-           BRACKET=bracket, num_warps=8, **fk, **flags)
+           k_val, p_ptr, p_val, t_ptr, t_val, wi.st, wi.hist, GP2=cp2 * g_per_chunk,
+           G_PER_CHUNK=g_per_chunk, BRACKET=bracket, num_warps=8, **hist, **fk, **flags)
     if bracket:
-        # Each pass returns at once for rows whose bracket already fits.
-        for _ in range(NARROW_PASSES):
-            launch(chunked.pivot_kernel, grid,
-                   *common, t_ptr, t_val, wi.part, wf.part, wi.plan, wi.piv, wf.piv, CHUNK=chunk,
-                   CAP=cap, num_warps=warps, **flags)
+        # Each pair returns at once for rows whose bracket already fits. The
+        # narrowing runs once per row, not in every chunk's program: fused
+        # into the passes it cost more than its launch (measured, H200).
+        for k in range(HIST_PASSES):
+            launch(chunked.hist_kernel, grid,
+                   *common, p_ptr, p_val, t_ptr, t_val, wi.part, wf.part, wi.st, wi.hist, wf.ab, k,
+                   P_ROW=p_row, CHUNK=chunk, CP2=cp2, CAP=cap, num_warps=warps, **hist, **flags)
             launch(chunked.narrow_kernel, (n,),
-                   wi.part, wf.part, wi.plan, wi.piv, wf.piv, n_chunks, batch, idx, x.stride(0),
-                   p_ptr, p_val, t_ptr, t_val, P_ROW=p_row, CP2=cp2, CAP=cap, num_warps=4, **flags)
+                   wi.part, wf.part, wi.plan, wi.st, wi.hist, wf.ab, k, n_chunks, batch, idx,
+                   x.stride(0), p_ptr, p_val, t_ptr, t_val, P_ROW=p_row, CP2=cp2, CAP=cap,
+                   num_warps=4, **hist, **flags)
     launch(chunked.compact_kernel, grid,
-           *common, t_ptr, t_val, wi.part, wf.part, wi.plan, wi.count, cand, wf.above,
+           *common, t_ptr, t_val, wi.part, wf.part, wi.plan, wi.count, cand, wf.above, wi.above,
            BRACKET=bracket, CHUNK=chunk, CAP=cap, num_warps=warps, **flags)
     launch(chunked.select_kernel, (n,),
-           *common, wi.part, wf.part, wi.plan, wi.count, cand, wf.above, *seeds, out, valid, k_ptr,
+           *common, wi.part, wf.part, wi.plan, wi.count, cand, wf.above, wi.above, *seeds, out,
+           valid, k_ptr,
            k_val, p_ptr, p_val, m_ptr, m_val, t_ptr, t_val, HAS_MINP=call.min_p is not None,
            MINP_ROW=m_row, CAP=cap, BLOCK=_block(vocab), CHUNK=chunk, BRACKET=bracket,
            num_warps=8, **stream, **fk, **flags)
+    if inspect is not None:
+        inspect(SimpleNamespace(n=n, cap=cap, bracket=bracket, count=wi.count, st=wi.st))
     return out, valid
 
 

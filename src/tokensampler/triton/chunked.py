@@ -24,18 +24,21 @@ top-k / top-p / both (2 reads plus a few thousand candidates, 4 launches):
     reservation per chunk, no waiting); ``select_kernel`` sorts them by the
     exact order, applies the rules of docs/semantics.md to that prefix and
     races the kept ones (chunk masses summed over the candidates).
-top-p alone (2 to 2 + NARROW_PASSES reads plus one chunk):
+top-p alone (3 reads plus one chunk; a 4th and 5th only for rows that need them):
     too many tokens are kept to sort them all, so ``plan_kernel`` opens a
-    bracket ``[L, kmax]`` around the threshold; each ``pivot_kernel`` /
-    ``narrow_kernel`` pair counts and sums the tokens at 16 pivots (one read)
-    and keeps the pivot interval that holds the threshold, until the bracket
-    holds at most CAP tokens (rows that fit return at once; the bracket
-    shrinks 16-fold in keys per pass, so the number of passes is bounded).
+    bracket ``[L, kmax]`` around the threshold. Each ``hist_kernel`` pass
+    (one read) counts the bracket's tokens into NB bins of equal logit width
+    (probs: equal width in the float bit pattern, a piecewise-linear log p)
+    and sums the mass above the bracket exactly; ``narrow_kernel`` bounds
+    each bin's mass by its count times its edge weights and keeps the bins
+    where the prefix mass can cross the target. Rows whose bracket holds at
+    most CAP tokens skip the remaining passes (HIST_PASSES at most).
     ``compact_kernel`` collects the bracket and sums the tokens above it,
     which are kept for sure; ``select_kernel`` sorts the bracket, finishes the
-    prefix, picks the chunk and races the tokens of that chunk. A row whose candidates overflow the buffer, or whose
-    top-p prefix might pass the last candidate (float rounding), takes the
-    single-program path of kernels.py: bounded, slower.
+    prefix, picks the chunk and races the tokens of that chunk. A row whose
+    candidates overflow the buffer, or whose top-p prefix might end outside
+    the bracket (float rounding, or bounds too loose after the last pass),
+    takes the single-program path of kernels.py: bounded, slower, exact.
 
 Combining chunk partials costs each program ``C <= 64`` loads; bisection is
 32 fixed steps over at most V/32 group maxima.
@@ -283,17 +286,19 @@ def _bisect(gk, gw, lo, hi, target_c, target_m, USE_MASS: tl.constexpr):
 
 @triton.jit(do_not_specialize=_SIZES)
 def plan_kernel(pi_ptr, pf_ptr, gm_ptr, plan_ptr, count_ptr, C, B, idx_ptr, stride_row,
-                k_ptr, k_val, p_ptr, p_val, t_ptr, t_val,
+                k_ptr, k_val, p_ptr, p_val, t_ptr, t_val, st_ptr, h_ptr,
                 HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, HAS_K: tl.constexpr,
                 K_ROW: tl.constexpr, HAS_P: tl.constexpr, P_ROW: tl.constexpr,
                 T_ROW: tl.constexpr, JOINT: tl.constexpr, CP2: tl.constexpr,
-                GP2: tl.constexpr, G_PER_CHUNK: tl.constexpr, BRACKET: tl.constexpr):
-    """Output j: the candidate bracket ``plan[j] = (lo, hi, n_in, n_above)``.
+                GP2: tl.constexpr, G_PER_CHUNK: tl.constexpr, BRACKET: tl.constexpr,
+                NS: tl.constexpr, NB: tl.constexpr):
+    """Output j: the candidate bracket ``plan[j] = (lo, hi)``.
 
     Candidates are the tokens with ``lo <= key <= hi``; ``lo = INT_MAX`` when
     the row needs none. Without BRACKET, ``hi = INT_MAX`` (every token from
-    ``lo`` up). With BRACKET (top-p alone), ``hi = kmax`` and ``n_in`` unknown
-    (INT_MAX): ``pivot_kernel`` / ``narrow_kernel`` then shrink the bracket.
+    ``lo`` up). With BRACKET (top-p alone), ``hi = kmax`` with the token count
+    unknown; this opens state slot 0 for ``hist_kernel`` and clears the
+    histogram counts of its NS passes. 32 bisection steps over the group maxima.
     """
     j = tl.program_id(0)
     ok, _off, k, p, _m, greedy, inv_t = request(
@@ -325,9 +330,14 @@ def plan_kernel(pi_ptr, pf_ptr, gm_ptr, plan_ptr, count_ptr, C, B, idx_ptr, stri
         hi = tl.where(bound < INT_MAX, kmax, INT_MAX)
     tl.store(plan_ptr + j * 4, bound.to(tl.int32))
     tl.store(plan_ptr + j * 4 + 1, hi)
-    tl.store(plan_ptr + j * 4 + 2, INT_MAX)
-    tl.store(plan_ptr + j * 4 + 3, 0)
     tl.store(count_ptr + j, 0)   # compact_kernel's slot counter
+    if BRACKET:
+        tl.store(st_ptr + j.to(tl.int64) * NS * 4, bound.to(tl.int32))
+        tl.store(st_ptr + j.to(tl.int64) * NS * 4 + 1, hi)
+        tl.store(st_ptr + j.to(tl.int64) * NS * 4 + 2, INT_MAX)
+        hb = tl.arange(0, NB)
+        for q in tl.static_range(NS):
+            tl.store(h_ptr + (j * NS + q).to(tl.int64) * NB + hb, tl.zeros([NB], tl.int32))
 
 
 @triton.jit
@@ -360,93 +370,207 @@ def _to_row_scale(pf_ptr, b, m, ref, mul, inv_t, FROM_LOGITS: tl.constexpr):
 
 
 @triton.jit
-def _bracket_active(plan_ptr, j, CAP: tl.constexpr):
-    lo = tl.load(plan_ptr + j * 4)
-    hi = tl.load(plan_ptr + j * 4 + 1)
-    n_in = tl.load(plan_ptr + j * 4 + 2)
-    return lo, hi, n_in, (lo < hi) & (n_in > CAP)
+def _coord(key, FROM_LOGITS: tl.constexpr):
+    """Where a key sits on the histogram's axis: the logit itself (bins of
+    equal logit width), or for probs the key as a float (the bit pattern is a
+    piecewise-linear log2 of p). Both are monotone in the key."""
+    if FROM_LOGITS:
+        return row.key_value(key, True)
+    else:
+        return key.to(tl.float32)
 
 
-@triton.jit(do_not_specialize=_SIZES)
-def pivot_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_ptr, plan_ptr,
-                 pc_ptr, pm_ptr, HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr,
-                 T_ROW: tl.constexpr, CHUNK: tl.constexpr, CAP: tl.constexpr):
-    """Chunk (j, c) of a row whose bracket still holds more than CAP tokens:
-    count and mass (chunk scale) of its tokens at or above 16 pivots spread
-    over the bracket. One read of the chunk; other rows return at once."""
+@triton.jit
+def _bin_scale(lo, hi, FROM_LOGITS: tl.constexpr, NB: tl.constexpr):
+    """(origin, bins per unit) that spread keys [lo, hi] over NB bins. A
+    degenerate span puts every key in bin 0 (no progress; passes are bounded)."""
+    u0 = _coord(lo, FROM_LOGITS)
+    span = _coord(hi, FROM_LOGITS) - u0
+    s = tl.where((span > 0.0) & (span < float("inf")), NB / span, 0.0)
+    return u0, tl.where(s < float("inf"), s, 0.0)
+
+
+@triton.jit
+def _bin(key, u0, s, FROM_LOGITS: tl.constexpr, NB: tl.constexpr):
+    """Bin of each key: ``floor((coord - u0) * s)`` clamped to [0, NB). Monotone
+    in the key (IEEE subtraction and multiplication by s >= 0 are)."""
+    x = (_coord(key, FROM_LOGITS) - u0) * s
+    x = tl.minimum(tl.maximum(tl.where(x == x, x, 0.0), 0.0), NB - 1.0)
+    return x.to(tl.int32)
+
+
+@triton.jit
+def _edge(b, u0, s, lo, hi, UP: tl.constexpr, FROM_LOGITS: tl.constexpr):
+    """A key on the safe side of the edge where bin ``b`` starts: with UP, a
+    key at or above every key of bins below b; without, a key at or below
+    every key of bins b and up. The margin covers float rounding in ``_bin``.
+    """
+    bf = b.to(tl.float32)
+    e = u0 + bf / tl.where(s > 0.0, s, 1.0)
+    if FROM_LOGITS:
+        m = (tl.abs(e) + tl.abs(u0)) * 1e-6 + 1e-30
+        k = row.order_key(e + m if UP else e - m, True)
+    else:
+        m = e * 1e-6 + 4.0
+        e = tl.minimum(tl.maximum(e + m if UP else e - m, 0.0), 2.1e9)
+        k = e.to(tl.int32)
+    k = tl.minimum(tl.maximum(k, lo), hi)
+    # No usable scale: every key is in bin 0, so edges above it are hi (UP)
+    # or lo; bin 0 always starts at lo.
+    k = tl.where(s > 0.0, k, hi if UP else lo)
+    return tl.where(bf > 0.0, k, lo)
+
+
+@triton.jit
+def _mass_above(ab_ptr, pf_ptr, at, j, C, ref, mul, inv_t, FROM_LOGITS: tl.constexpr,
+                CP2: tl.constexpr):
+    """Row-scale sum of the per-chunk masses (chunk scale) stored at ``ab[at * C + c]``."""
+    cc = tl.arange(0, CP2)
+    m = cc < C
+    b = (j * C + cc).to(tl.int64)
+    part = tl.load(ab_ptr + at * C + cc, mask=m, other=0.0)
+    return tl.sum(part * _to_row_scale(pf_ptr, b, m, ref, mul, inv_t, FROM_LOGITS))
+
+
+@triton.jit
+def _narrow(st_ptr, h_ptr, ab_ptr, pf_ptr, slot, j, C, p, total, ref, mul, inv_t,
+            FROM_LOGITS: tl.constexpr, NS: tl.constexpr, NB: tl.constexpr,
+            CAP: tl.constexpr, CP2: tl.constexpr):
+    """Row j's bracket ``(lo, hi, n_in)`` after histogram pass ``slot``.
+
+    The pass counted the tokens of the bracket in state slot ``slot`` into NB
+    bins (``h``) and summed the mass above its ``hi`` exactly (``ab``). A
+    bin's mass lies between its count times the weights at its two edges, so
+    suffix sums bound the mass at or above each edge; the new bracket runs
+    from the highest edge whose lower bound still reaches the target to the
+    lowest edge whose upper bound falls short of it. The bounds only steer:
+    ``select_kernel`` checks that the prefix ends inside the final bracket and
+    takes the long path if it ever does not. Brackets that already fit are
+    returned unchanged.
+    """
+    at = (j * NS + slot).to(tl.int64)
+    lo = tl.load(st_ptr + at * 4)
+    hi = tl.load(st_ptr + at * 4 + 1)
+    n_in = tl.load(st_ptr + at * 4 + 2)
+    if (lo < hi) & (n_in > CAP):
+        a = _mass_above(ab_ptr, pf_ptr, at, j, C, ref, mul, inv_t, FROM_LOGITS, CP2)
+        u0, s = _bin_scale(lo, hi, FROM_LOGITS, NB)
+        b = tl.arange(0, NB)
+        cnt = tl.load(h_ptr + at * NB + b)
+        down = _edge(b, u0, s, lo, hi, False, FROM_LOGITS)     # <= keys of bins >= b
+        up = _edge(b + 1, u0, s, lo, hi, True, FROM_LOGITS)    # >= keys of bins <= b
+        one = tl.full([NB], True, tl.int1)
+        w_min = row.weight(row.key_value(down, FROM_LOGITS), one, ref, mul, FROM_LOGITS)
+        w_max = row.weight(row.key_value(up, FROM_LOGITS), one, ref, mul, FROM_LOGITS)
+        lower = tl.where(cnt > 0, cnt.to(tl.float32) * w_min, 0.0)
+        upper = tl.where(cnt > 0, cnt.to(tl.float32) * w_max, 0.0)
+        # Bounds on the mass at or above bin b's lower edge: suffix sums.
+        lc = a + tl.sum(lower) - tl.cumsum(lower, axis=0) + lower
+        uc = a + tl.sum(upper) - tl.cumsum(upper, axis=0) + upper
+        # Margins absorb float32 rounding between these sums and select's.
+        target = p * total
+        b_lo = tl.max(tl.where(lc * (1.0 - 1e-5) >= target * (1.0 + 1e-5), b, 0))
+        b_hi = tl.min(tl.where((uc * (1.0 + 1e-5) < target * (1.0 - 1e-5)) & (b > b_lo), b, NB))
+        new_lo = tl.sum(tl.where(b == b_lo, down, 0))
+        up_lo = _edge(b, u0, s, lo, hi, True, FROM_LOGITS)       # >= keys of bins < b
+        new_hi = tl.where(b_hi >= NB, hi, tl.sum(tl.where(b == b_hi, up_lo, 0)))
+        n_in = tl.sum(tl.where((b >= b_lo) & (b < b_hi), cnt, 0))
+        lo = new_lo
+        hi = tl.maximum(new_hi, new_lo)
+    return lo, hi, n_in
+
+
+@triton.jit
+def _row_target(j, idx_ptr, B, stride_row, p_ptr, p_val, t_ptr, t_val, pi_ptr, pf_ptr, C,
+                HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, P_ROW: tl.constexpr,
+                T_ROW: tl.constexpr, CP2: tl.constexpr):
+    """(row_off, p, total, ref, mul, inv_t) for the bracket passes."""
+    ok, row_off, _k, p, _m, greedy, inv_t = request(
+        j, idx_ptr, B, stride_row, p_ptr, 0, p_ptr, p_val, p_ptr, 0.0, t_ptr, t_val,
+        HAS_INDICES, False, False, True, P_ROW, False, False, FROM_LOGITS, T_ROW)
+    bad, kmax, kmin, amax, n_pos, n_max, vmax, ref, mul, total = combine_stats(
+        pi_ptr, pf_ptr, j, C, inv_t, FROM_LOGITS, CP2)
+    return row_off, p, total, ref, mul, inv_t
+
+
+@triton.jit(do_not_specialize=_SIZES + ["k"])
+def hist_kernel(x_ptr, stride_row, V, B, C, idx_ptr, p_ptr, p_val, t_ptr, t_val, pi_ptr, pf_ptr,
+                st_ptr, h_ptr, ab_ptr, k, HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr,
+                P_ROW: tl.constexpr, T_ROW: tl.constexpr, CHUNK: tl.constexpr,
+                CP2: tl.constexpr, CAP: tl.constexpr, NS: tl.constexpr, NB: tl.constexpr):
+    """Histogram pass ``k`` over chunk (j, c) of a top-p bracket.
+
+    Pass k counts the bracket in state slot k (``plan_kernel`` opens slot 0,
+    ``narrow_kernel`` fills the next from this pass's results). In one read
+    of the chunk: the tokens inside the bracket are
+    counted into NB bins of equal width on the ``_coord`` axis
+    (``tl.histogram``, then one atomic add per non-empty bin into the row's
+    counts: integers, so the order does not matter), and the mass of the
+    tokens above the bracket is summed exactly (chunk scale). Rows whose
+    bracket already fits, and chunks whose largest key is below it, are not
+    read.
+    """
     j = tl.program_id(0)
     c = tl.program_id(1)
-    lo, hi, n_in, active = _bracket_active(plan_ptr, j, CAP)
-    if active:
-        ok, row_off, _k, _p, _m, greedy, inv_t = request(
-            j, idx_ptr, B, stride_row, t_ptr, 0, t_ptr, 1.0, t_ptr, 0.0, t_ptr, t_val,
-            HAS_INDICES, False, False, False, False, False, False, FROM_LOGITS, T_ROW)
+    row_off, p, total, ref, mul, inv_t = _row_target(
+        j, idx_ptr, B, stride_row, p_ptr, p_val, t_ptr, t_val, pi_ptr, pf_ptr, C,
+        HAS_INDICES, FROM_LOGITS, P_ROW, T_ROW, CP2)
+    at = (j * NS + k).to(tl.int64)
+    lo = tl.load(st_ptr + at * 4)
+    hi = tl.load(st_ptr + at * 4 + 1)
+    n_in = tl.load(st_ptr + at * 4 + 2)
+    if (lo < hi) & (n_in > CAP):
         base = (j * C + c).to(tl.int64)
-        shift, factor = _chunk_scale(pf_ptr, base, inv_t, FROM_LOGITS)
-        jv = tl.arange(0, row.NPIV)
-        piv = (lo.to(tl.int64) + ((hi.to(tl.int64) - lo + 1) * jv) // row.NPIV).to(tl.int32)
-        cnt = tl.zeros([row.NPIV], tl.int32)
-        mass = tl.zeros([row.NPIV], tl.float32)
-        # A chunk whose largest key is below the bracket counts zeros: not read.
+        above = tl.zeros([], tl.float32)
         if tl.load(pi_ptr + base * NI + 1) >= lo:
-            # Sub-blocks keep the (tokens x pivots) tile small enough for registers.
-            SUB: tl.constexpr = CHUNK // 4
-            for sb in tl.static_range(4):
-                cols = c * CHUNK + sb * SUB + tl.arange(0, SUB)
-                v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
-                pos = row.positive(v, inb, FROM_LOGITS)
-                ge = (row.order_key(v, FROM_LOGITS)[:, None] >= piv[None, :]) & pos[:, None]
-                w = _local_weight(v, pos, shift, factor, inv_t, FROM_LOGITS)
-                cnt += tl.sum(ge.to(tl.int32), axis=0)
-                mass += tl.sum(tl.where(ge, w[:, None], 0.0), axis=0)
-        tl.store(pc_ptr + base * row.NPIV + jv, cnt)
-        tl.store(pm_ptr + base * row.NPIV + jv, mass)
+            cols = c * CHUNK + tl.arange(0, CHUNK)
+            v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
+            key = row.order_key(v, FROM_LOGITS)
+            pos = row.positive(v, inb, FROM_LOGITS)
+            inside = pos & (key >= lo) & (key <= hi)
+            u0, s = _bin_scale(lo, hi, FROM_LOGITS, NB)
+            h = tl.histogram(_bin(key, u0, s, FROM_LOGITS, NB), NB, mask=inside)
+            tl.atomic_add(h_ptr + (j * NS + k).to(tl.int64) * NB + tl.arange(0, NB), h, mask=h > 0)
+            if k > 0:   # pass 0's bracket reaches the row's largest key
+                shift, factor = _chunk_scale(pf_ptr, base, inv_t, FROM_LOGITS)
+                above = tl.sum(_local_weight(v, pos & (key > hi), shift, factor, inv_t,
+                                             FROM_LOGITS))
+        tl.store(ab_ptr + (j * NS + k).to(tl.int64) * C + c, above)
 
 
-@triton.jit(do_not_specialize=_SIZES)
-def narrow_kernel(pi_ptr, pf_ptr, plan_ptr, pc_ptr, pm_ptr, C, B, idx_ptr, stride_row,
+@triton.jit(do_not_specialize=_SIZES + ["k"])
+def narrow_kernel(pi_ptr, pf_ptr, plan_ptr, st_ptr, h_ptr, ab_ptr, k, C, B, idx_ptr, stride_row,
                   p_ptr, p_val, t_ptr, t_val, HAS_INDICES: tl.constexpr,
                   FROM_LOGITS: tl.constexpr, P_ROW: tl.constexpr, T_ROW: tl.constexpr,
-                  CP2: tl.constexpr, CAP: tl.constexpr):
-    """Output j: the pivot interval that holds the top-p threshold becomes the
-    bracket (16-fold narrower in keys), with its exact token count."""
+                  CP2: tl.constexpr, CAP: tl.constexpr, NS: tl.constexpr, NB: tl.constexpr):
+    """Output j: the bracket after histogram pass ``k`` (``_narrow``), stored
+    in state slot k + 1, or for the last pass in the plan (``compact_kernel``
+    collects it)."""
     j = tl.program_id(0)
-    lo, hi, n_in, active = _bracket_active(plan_ptr, j, CAP)
-    if active:
-        ok, _off, _k, p, _m, greedy, inv_t = request(
-            j, idx_ptr, B, stride_row, p_ptr, 0, p_ptr, p_val, p_ptr, 0.0, t_ptr, t_val,
-            HAS_INDICES, False, False, True, P_ROW, False, False, FROM_LOGITS, T_ROW)
-        bad, kmax, kmin, amax, n_pos, n_max, vmax, ref, mul, total = combine_stats(
-            pi_ptr, pf_ptr, j, C, inv_t, FROM_LOGITS, CP2)
-        cc = tl.arange(0, CP2)
-        m = cc < C
-        b = (j * C + cc).to(tl.int64)
-        jv = tl.arange(0, row.NPIV)
-        at = b[:, None] * row.NPIV + jv[None, :]
-        scale = _to_row_scale(pf_ptr, b, m, ref, mul, inv_t, FROM_LOGITS)
-        cnt = tl.sum(tl.load(pc_ptr + at, mask=m[:, None], other=0), axis=0)
-        mass = tl.sum(tl.load(pm_ptr + at, mask=m[:, None], other=0.0) * scale[:, None], axis=0)
-        piv = (lo.to(tl.int64) + ((hi.to(tl.int64) - lo + 1) * jv) // row.NPIV).to(tl.int32)
-        # Pivot 0 is lo, whose mass reaches the target by construction.
-        jb = tl.max(tl.where((mass >= p * total) | (jv == 0), jv, 0))
-        last = jb + 1 >= row.NPIV
-        n_above = tl.load(plan_ptr + j * 4 + 3)
-        n_ge = tl.sum(tl.where(jv == jb, cnt, 0))
-        n_next = tl.where(last, n_above, tl.sum(tl.where(jv == jb + 1, cnt, 0)))
-        tl.store(plan_ptr + j * 4, tl.sum(tl.where(jv == jb, piv, 0)))
-        tl.store(plan_ptr + j * 4 + 1, tl.where(last, hi, tl.sum(tl.where(jv == jb + 1, piv, 0)) - 1))
-        tl.store(plan_ptr + j * 4 + 2, n_ge - n_next)
-        tl.store(plan_ptr + j * 4 + 3, n_next)
+    row_off, p, total, ref, mul, inv_t = _row_target(
+        j, idx_ptr, B, stride_row, p_ptr, p_val, t_ptr, t_val, pi_ptr, pf_ptr, C,
+        HAS_INDICES, FROM_LOGITS, P_ROW, T_ROW, CP2)
+    lo, hi, n_in = _narrow(st_ptr, h_ptr, ab_ptr, pf_ptr, k, j, C, p, total, ref, mul, inv_t,
+                           FROM_LOGITS, NS, NB, CAP, CP2)
+    if k + 1 < NS:
+        at = (j * NS + k + 1).to(tl.int64)
+        tl.store(st_ptr + at * 4, lo)
+        tl.store(st_ptr + at * 4 + 1, hi)
+        tl.store(st_ptr + at * 4 + 2, n_in)
+    else:
+        tl.store(plan_ptr + j * 4, lo)
+        tl.store(plan_ptr + j * 4 + 1, hi)
 
 
 @triton.jit(do_not_specialize=_SIZES)
 def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_ptr, plan_ptr,
-                   count_ptr, cand_ptr, above_ptr, HAS_INDICES: tl.constexpr,
+                   count_ptr, cand_ptr, above_ptr, n_above_ptr, HAS_INDICES: tl.constexpr,
                    FROM_LOGITS: tl.constexpr, T_ROW: tl.constexpr, BRACKET: tl.constexpr,
                    CHUNK: tl.constexpr, CAP: tl.constexpr):
     """Chunk (j, c): append its tokens with ``lo <= key <= hi`` to row j's
-    candidate buffer; with BRACKET also store the mass (chunk scale) of its
-    tokens above ``hi``, which are kept for sure.
+    candidate buffer. With BRACKET (top-p alone, the bracket narrowed by the
+    histogram passes) the count and mass (chunk scale) of the chunk's tokens
+    above ``hi``, which are kept for sure, are stored too.
 
     The slot range comes from one atomic add on the row's counter (never a
     wait); slots past CAP are dropped and the counter records the overflow.
@@ -458,6 +582,7 @@ def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf
     lo = tl.load(plan_ptr + j * 4)
     hi = tl.load(plan_ptr + j * 4 + 1)
     above = tl.zeros([], tl.float32)
+    n_above = tl.zeros([], tl.int32)
     # A chunk whose largest key is below the bracket has nothing to give.
     if (lo < INT_MAX) & (tl.load(pi_ptr + (j * C + c).to(tl.int64) * NI + 1) >= lo):
         ok, row_off, _k, _p, _m, greedy, inv_t = request(
@@ -477,8 +602,10 @@ def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf
         if BRACKET:
             shift, factor = _chunk_scale(pf_ptr, (j * C + c).to(tl.int64), inv_t, FROM_LOGITS)
             above = tl.sum(_local_weight(v, pos & (key > hi), shift, factor, inv_t, FROM_LOGITS))
+            n_above = tl.sum((pos & (key > hi)).to(tl.int32))
     if BRACKET:
         tl.store(above_ptr + (j * C + c).to(tl.int64), above)
+        tl.store(n_above_ptr + (j * C + c).to(tl.int64), n_above)
 
 
 @triton.jit
@@ -493,15 +620,15 @@ def _chunk_masses(keep, w, idx, C, CP2: tl.constexpr, CHUNK: tl.constexpr):
 
 
 @triton.jit
-def _select_bracket(x_ptr, row_off, V, C, j, pf_ptr, plan_ptr, cand_ptr, above_ptr, count,
+def _select_bracket(x_ptr, row_off, V, C, j, pf_ptr, cand_ptr, above_ptr, n_above_ptr, count,
                     n_pos, p, total, ref, mul, inv_t, seed, offset, stream,
                     FROM_LOGITS: tl.constexpr, CP2: tl.constexpr, CAP: tl.constexpr,
-                    CHUNK: tl.constexpr):
+                    CHUNK: tl.constexpr, SIZE: tl.constexpr):
     """Top-p alone: the tokens above the bracket are kept; the sorted bracket
     candidates continue the prefix; the race reads the chosen chunk.
     Returns ``(token, fallback)``: fallback when rounding might carry the
-    prefix past the last candidate."""
-    s = tl.arange(0, CAP)
+    prefix past the last candidate. SIZE >= count slots are sorted."""
+    s = tl.arange(0, SIZE)
     live = s < count
     packed = tl.load(cand_ptr + j.to(tl.int64) * CAP + s, mask=live, other=-9223372036854775808)
     packed = tl.sort(packed, descending=True)
@@ -513,7 +640,7 @@ def _select_bracket(x_ptr, row_off, V, C, j, pf_ptr, plan_ptr, cand_ptr, above_p
     b = (j * C + cc).to(tl.int64)
     above = tl.load(above_ptr + b, mask=m, other=0.0) * _to_row_scale(pf_ptr, b, m, ref, mul,
                                                                        inv_t, FROM_LOGITS)
-    n_above = tl.load(plan_ptr + j * 4 + 3)
+    n_above = tl.sum(tl.load(n_above_ptr + b, mask=m, other=0))
     before = tl.sum(above) + tl.cumsum(w, axis=0) - w
     in_prefix = before < p * total
     keep = live & (in_prefix | ((s == 0) & (n_above == 0)))
@@ -534,9 +661,57 @@ def _select_bracket(x_ptr, row_off, V, C, j, pf_ptr, plan_ptr, cand_ptr, above_p
     return token, fallback
 
 
+@triton.jit
+def _select_filtered(cand_ptr, j, count, k, p, mp, k_on, p_on, n_pos, vmax, ref, mul, total, C,
+                     seed, offset, stream, FROM_LOGITS: tl.constexpr, HAS_MINP: tl.constexpr,
+                     JOINT: tl.constexpr, CP2: tl.constexpr, CAP: tl.constexpr,
+                     CHUNK: tl.constexpr, SIZE: tl.constexpr):
+    """Top-k and joint: sort the row's ``count <= SIZE`` candidates, apply the
+    filters of docs/semantics.md to that prefix and race the kept ones.
+    Returns ``(token, fallback)``: fallback when rounding might carry the
+    top-p prefix past the last candidate."""
+    fallback = tl.zeros([], tl.int1)
+    s = tl.arange(0, SIZE)
+    live = s < count
+    packed = tl.load(cand_ptr + j.to(tl.int64) * CAP + s, mask=live,
+                     other=-9223372036854775808)
+    packed = tl.sort(packed, descending=True)
+    key = (packed >> 32).to(tl.int32)
+    idx = (0xFFFFFFFF - (packed & 0xFFFFFFFF)).to(tl.int32)
+    v = row.key_value(key, FROM_LOGITS)
+    w = row.weight(v, live, ref, mul, FROM_LOGITS)
+    keep = live
+    w_ref = total
+    if k_on:
+        keep &= s < k
+        if not JOINT:
+            w_ref = tl.sum(tl.where(keep, w, 0.0))
+    if p_on:
+        target = p * w_ref
+        before = tl.cumsum(w, axis=0) - w
+        keep &= (before < target) | (s == 0)
+        # Every candidate kept by top-p and tokens remain outside: the
+        # prefix might continue past them (rounding); go the long way.
+        last_kept = tl.sum(tl.where(s == count - 1, (before < target).to(tl.int32), 0))
+        fallback = (last_kept > 0) & (count < n_pos) & ~(k_on & (k <= count))
+    if HAS_MINP:
+        keep &= v >= _min_p_floor(mp, vmax)
+    if C > 1:
+        # Stage one of the race: kept mass per chunk.
+        mass = _chunk_masses(keep, w, idx, C, CP2, CHUNK)
+        cc = tl.arange(0, CP2)
+        log_mass = tl.where(mass > 0.0, tl.log(mass), float("-inf"))
+        keep &= idx // CHUNK == pick_chunk(log_mass, cc, cc < C, seed, offset, stream)
+    e = trng.exponential(trng.token_bits(idx, seed, offset, stream))
+    race = tl.where(keep, race_key(v, e, ref, mul, FROM_LOGITS), float("-inf"))
+    best = tl.max(race)
+    token = tl.min(tl.where(keep & (race == best), idx, INT_MAX))
+    return token, fallback
+
+
 @triton.jit(do_not_specialize=_SIZES)
 def select_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr, count_ptr,
-                  cand_ptr, above_ptr, seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr,
+                  cand_ptr, above_ptr, n_above_ptr, seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr,
                   k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_val, t_ptr, t_val,
                   HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, HAS_K: tl.constexpr,
                   K_ROW: tl.constexpr, HAS_P: tl.constexpr, P_ROW: tl.constexpr,
@@ -568,46 +743,33 @@ def select_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
         p_on = HAS_P & (p < 1.0)
         stream = stream_of(j, STREAM_IS_POS)
         fallback = (bound == INT_MAX) | (count > CAP)
+        # The sort is sized to the candidates: three sizes, one branch runs.
+        SMALL: tl.constexpr = 256 if CAP > 256 else CAP
+        MID: tl.constexpr = 2048 if CAP > 2048 else CAP
         if BRACKET & ~fallback:
-            token, fallback = _select_bracket(
-                x_ptr, row_off, V, C, j, pf_ptr, plan_ptr, cand_ptr, above_ptr, count, n_pos,
-                p, total, ref, mul, inv_t, seed, offset, stream, FROM_LOGITS, CP2, CAP, CHUNK)
+            if count <= MID:
+                token, fallback = _select_bracket(
+                    x_ptr, row_off, V, C, j, pf_ptr, cand_ptr, above_ptr, n_above_ptr, count,
+                    n_pos, p, total, ref, mul, inv_t, seed, offset, stream, FROM_LOGITS, CP2, CAP,
+                    CHUNK, MID)
+            else:
+                token, fallback = _select_bracket(
+                    x_ptr, row_off, V, C, j, pf_ptr, cand_ptr, above_ptr, n_above_ptr, count,
+                    n_pos, p, total, ref, mul, inv_t, seed, offset, stream, FROM_LOGITS, CP2, CAP,
+                    CHUNK, CAP)
         elif ~fallback:
-            s = tl.arange(0, CAP)
-            live = s < count
-            packed = tl.load(cand_ptr + j.to(tl.int64) * CAP + s, mask=live,
-                             other=-9223372036854775808)
-            packed = tl.sort(packed, descending=True)
-            key = (packed >> 32).to(tl.int32)
-            idx = (0xFFFFFFFF - (packed & 0xFFFFFFFF)).to(tl.int32)
-            v = row.key_value(key, FROM_LOGITS)
-            w = row.weight(v, live, ref, mul, FROM_LOGITS)
-            keep = live
-            w_ref = total
-            if k_on:
-                keep &= s < k
-                if not JOINT:
-                    w_ref = tl.sum(tl.where(keep, w, 0.0))
-            if p_on:
-                target = p * w_ref
-                before = tl.cumsum(w, axis=0) - w
-                keep &= (before < target) | (s == 0)
-                # Every candidate kept by top-p and tokens remain outside: the
-                # prefix might continue past them (rounding); go the long way.
-                last_kept = tl.sum(tl.where(s == count - 1, (before < target).to(tl.int32), 0))
-                fallback = (last_kept > 0) & (count < n_pos) & ~(k_on & (k <= count))
-            if HAS_MINP:
-                keep &= v >= _min_p_floor(mp, vmax)
-            if C > 1:
-                # Stage one of the race: kept mass per chunk.
-                mass = _chunk_masses(keep, w, idx, C, CP2, CHUNK)
-                cc = tl.arange(0, CP2)
-                log_mass = tl.where(mass > 0.0, tl.log(mass), float("-inf"))
-                keep &= idx // CHUNK == pick_chunk(log_mass, cc, cc < C, seed, offset, stream)
-            e = trng.exponential(trng.token_bits(idx, seed, offset, stream))
-            race = tl.where(keep, race_key(v, e, ref, mul, FROM_LOGITS), float("-inf"))
-            best = tl.max(race)
-            token = tl.min(tl.where(keep & (race == best), idx, INT_MAX))
+            if count <= SMALL:
+                token, fallback = _select_filtered(
+                    cand_ptr, j, count, k, p, mp, k_on, p_on, n_pos, vmax, ref, mul, total, C,
+                    seed, offset, stream, FROM_LOGITS, HAS_MINP, JOINT, CP2, CAP, CHUNK, SMALL)
+            elif count <= MID:
+                token, fallback = _select_filtered(
+                    cand_ptr, j, count, k, p, mp, k_on, p_on, n_pos, vmax, ref, mul, total, C,
+                    seed, offset, stream, FROM_LOGITS, HAS_MINP, JOINT, CP2, CAP, CHUNK, MID)
+            else:
+                token, fallback = _select_filtered(
+                    cand_ptr, j, count, k, p, mp, k_on, p_on, n_pos, vmax, ref, mul, total, C,
+                    seed, offset, stream, FROM_LOGITS, HAS_MINP, JOINT, CP2, CAP, CHUNK, CAP)
         if fallback:
             token = sample_row(x_ptr, row_off, V, j, k, p, mp, kmax, kmin, amax, n_pos, vmax,
                                ref, mul, total, seed, offset, HAS_K, HAS_P, HAS_MINP, JOINT,
