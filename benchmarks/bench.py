@@ -22,6 +22,7 @@ import argparse
 import csv
 import os
 import platform
+import signal
 import sys
 from dataclasses import dataclass
 
@@ -199,6 +200,17 @@ def run(cases, real, out_dir, progress=True):
         it = tqdm(cases, desc="bench", disable=not progress, file=sys.stderr)
     except ImportError:
         it = cases
+    # A run stopped by `timeout` (SIGTERM) or Ctrl-C still writes what it measured.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        _measure(it, flashinfer, meta, real, rows)
+    except KeyboardInterrupt:
+        print(f"stopped early: {len(rows)} rows measured", file=sys.stderr)
+    write(rows, meta, out_dir)
+    return rows
+
+
+def _measure(it, flashinfer, meta, real, rows):
     for case in it:
         from_logits = op_spec(case.op)[0]
         elems = case.batch * case.vocab
@@ -223,8 +235,6 @@ def run(cases, real, out_dir, progress=True):
             rows.append(row)
         del logits, inputs
         torch.cuda.empty_cache()
-    write(rows, meta, out_dir)
-    return rows
 
 
 def write(rows, meta, out_dir):
@@ -315,7 +325,8 @@ def main(argv=None):
     ap.add_argument("--real", default=None, help="real logits (.pt, (rows, V)) for dist 'real'")
     args = ap.parse_args(argv)
     real = torch.load(args.real).cuda() if args.real else None
-    cases = [Case(op, dist, v, b) for op in args.ops for dist in args.dists
+    # Distribution-major: a run cut short still has whole grids for the first ones.
+    cases = [Case(op, dist, v, b) for dist in args.dists for op in args.ops
              for v in ((real.shape[1],) if dist == "real" else args.vocab) for b in args.batch]
     run(cases, real, args.out)
 
