@@ -170,8 +170,8 @@ def test_overflow_fallback_two_stage_race():
 
 
 def test_top_p_bracket_per_row_edges():
-    """Top-p alone at V > 4096 narrows a bracket around the threshold (two
-    16-pivot passes), sums the tokens above it and sorts the ones inside;
+    """Top-p alone at V > 4096 narrows a bracket around the threshold
+    (histogram passes), sums the tokens above it and sorts the ones inside;
     per-row p over the edges, flat and peaked rows."""
     vocab, batch = 3 * 4096 + 7, 8
     g = torch.Generator().manual_seed(11)
