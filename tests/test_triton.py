@@ -193,9 +193,9 @@ def test_top_p_bracket_per_row_edges():
 
 @pytest.mark.parametrize("from_logits", [False, True])
 def test_top_p_histogram_narrows_to_the_buffer(from_logits, monkeypatch):
-    """One histogram pass narrows the top-p bracket of N(0, 1) and N(0, 3)
-    rows enough that compaction never overflows (no row takes the slow
-    single-program path), and the tokens still match the reference."""
+    """The histogram passes narrow the top-p bracket of N(0, 1) and N(0, 3)
+    rows enough that compaction never overflows the 4096-slot buffer, and the
+    tokens still match the reference."""
     import tokensampler.triton as tt
     seen = []
     monkeypatch.setattr(tt, "inspect", seen.append)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import torch
-import triton
 
 from ..rng import CHUNK_TOKENS
 from ..params import FilterCall, SamplingCall
@@ -30,8 +29,14 @@ HIST_BINS = 256    # bins per histogram pass (128-512 measured alike; 512 slower
 inspect = None
 
 
+def _pow2(n: int) -> int:
+    """Smallest power of two >= n >= 1. Plain Python: newer Triton releases
+    made ``triton.next_power_of_2`` a JIT function, slow to call on the host."""
+    return 1 << (n - 1).bit_length()
+
+
 def _block(vocab: int) -> int:
-    return max(16, min(1024, triton.next_power_of_2(vocab)))
+    return max(16, min(1024, _pow2(vocab)))
 
 
 def _warps(block: int) -> int:
@@ -51,13 +56,13 @@ def _param(value, dummy: torch.Tensor, default):
 
 
 def _chunk(vocab: int) -> int:
-    return max(GROUP, min(CHUNK_TOKENS, triton.next_power_of_2(vocab)))
+    return max(GROUP, min(CHUNK_TOKENS, _pow2(vocab)))
 
 
 def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
-    """Route by filter: plain (1 read), min-p (2 reads), top-p alone (3 reads,
-    a fourth for rows one histogram did not narrow enough), top-k and joint
-    (2 reads + candidates).
+    """Route by filter: plain (1 read), min-p (2 reads), top-p alone (3 to
+    2 + HIST_PASSES reads: rows one histogram pass narrows enough skip the
+    others), top-k and joint (2 reads + candidates).
 
     Workspaces are sized by shapes alone, so the call can be graph-captured.
     """
@@ -75,19 +80,19 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     m_ptr, m_val, m_row = _param(call.min_p, dummy, 0.0)
     t_ptr, t_val, t_row = _param(call.temperature, dummy, 1.0)
     chunk = _chunk(vocab)
-    n_chunks = triton.cdiv(vocab, chunk)
+    n_chunks = -(-vocab // chunk)
     # The two-stage race (rng.py) cuts rows into chunks of CHUNK_TOKENS; a
     # shorter row is one chunk.
     assert n_chunks == 1 or chunk == CHUNK_TOKENS
     # Size-class constants: every V up to 262144 shares one compiled variant.
-    cp2 = max(64, triton.next_power_of_2(n_chunks)) if n_chunks > 1 else 1
+    cp2 = max(64, _pow2(n_chunks)) if n_chunks > 1 else 1
     warps = 8 if chunk >= 2048 else 4
     idx = call.indices if call.indices is not None else dummy
     seeds = (call.seed, int(call.seed.shape[0] > 1), call.offset, int(call.offset.shape[0] > 1))
     flags = dict(HAS_INDICES=call.indices is not None, FROM_LOGITS=call.from_logits, T_ROW=t_row)
     stream = dict(STREAM_IS_POS=not call.seed_per_output)
     filtered = call.top_k is not None or call.top_p is not None
-    cap = min(CAP, max(16, triton.next_power_of_2(vocab)))  # V <= cap never overflows
+    cap = min(CAP, max(16, _pow2(vocab)))  # V <= cap never overflows
     # Top-p alone keeps too many tokens to sort them all: a bracket around its
     # threshold is narrowed first, and the tokens above it are only summed.
     bracket = call.top_k is None and call.min_p is None and vocab > cap

@@ -24,7 +24,7 @@ top-k / top-p / both (2 reads plus a few thousand candidates, 4 launches):
     reservation per chunk, no waiting); ``select_kernel`` sorts them by the
     exact order, applies the rules of docs/semantics.md to that prefix and
     races the kept ones (chunk masses summed over the candidates).
-top-p alone (3 reads plus one chunk; a 4th and 5th only for rows that need them):
+top-p alone (3 to 2 + HIST_PASSES reads plus one chunk):
     too many tokens are kept to sort them all, so ``plan_kernel`` opens a
     bracket ``[L, kmax]`` around the threshold. Each ``hist_kernel`` pass
     (one read) counts the bracket's tokens into NB bins of equal logit width
@@ -32,7 +32,8 @@ top-p alone (3 reads plus one chunk; a 4th and 5th only for rows that need them)
     and sums the mass above the bracket exactly; ``narrow_kernel`` bounds
     each bin's mass by its count times its edge weights and keeps the bins
     where the prefix mass can cross the target. Rows whose bracket holds at
-    most CAP tokens skip the remaining passes (HIST_PASSES at most).
+    most CAP tokens by that estimate skip the remaining passes (HIST_PASSES
+    at most).
     ``compact_kernel`` collects the bracket and sums the tokens above it,
     which are kept for sure; ``select_kernel`` sorts the bracket, finishes the
     prefix, picks the chunk and races the tokens of that chunk. A row whose
@@ -626,8 +627,9 @@ def _select_bracket(x_ptr, row_off, V, C, j, pf_ptr, cand_ptr, above_ptr, n_abov
                     CHUNK: tl.constexpr, SIZE: tl.constexpr):
     """Top-p alone: the tokens above the bracket are kept; the sorted bracket
     candidates continue the prefix; the race reads the chosen chunk.
-    Returns ``(token, fallback)``: fallback when rounding might carry the
-    prefix past the last candidate. SIZE >= count slots are sorted."""
+    Returns ``(token, fallback)``: fallback when the prefix may end outside
+    the bracket (the histogram bounds only steer, and float32 sums round), on
+    either side. SIZE >= count slots are sorted."""
     s = tl.arange(0, SIZE)
     live = s < count
     packed = tl.load(cand_ptr + j.to(tl.int64) * CAP + s, mask=live, other=-9223372036854775808)
@@ -645,8 +647,9 @@ def _select_bracket(x_ptr, row_off, V, C, j, pf_ptr, cand_ptr, above_ptr, n_abov
     in_prefix = before < p * total
     keep = live & (in_prefix | ((s == 0) & (n_above == 0)))
     n_keep = tl.sum(keep.to(tl.int32))
-    # In exact arithmetic the bracket holds the threshold; float32 sums could
-    # leave the prefix short of the target after the last candidate.
+    # The bracket may miss the threshold: above it (the sure mass alone
+    # reaches the target, n_keep == 0) or below it (the prefix is still short
+    # after the last candidate while tokens remain below the bracket).
     short = tl.sum(above) + tl.sum(w) < p * total
     fallback = (n_keep == 0) | (short & (count + n_above < n_pos))
     t = tl.sum(tl.where(s == n_keep - 1, key, 0))
@@ -743,7 +746,8 @@ def select_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
         p_on = HAS_P & (p < 1.0)
         stream = stream_of(j, STREAM_IS_POS)
         fallback = (bound == INT_MAX) | (count > CAP)
-        # The sort is sized to the candidates: three sizes, one branch runs.
+        # The sort is sized to the candidates (top-k/joint: 256, 2048 or CAP
+        # slots; the top-p bracket: 2048 or CAP); one branch runs.
         SMALL: tl.constexpr = 256 if CAP > 256 else CAP
         MID: tl.constexpr = 2048 if CAP > 2048 else CAP
         if BRACKET & ~fallback:
