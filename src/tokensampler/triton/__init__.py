@@ -16,6 +16,7 @@ import torch
 from ..rng import CHUNK_TOKENS
 from ..params import FilterCall, SamplingCall
 from . import chunked
+from .bracket import hist_kernel, narrow_kernel
 from .kernels import filter_kernel
 from .launcher import launch
 
@@ -148,10 +149,10 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
         # narrowing runs once per row, not in every chunk's program: fused
         # into the passes it cost more than its launch (measured, H200).
         for k in range(HIST_PASSES):
-            launch(chunked.hist_kernel, grid,
+            launch(hist_kernel, grid,
                    *common, p_ptr, p_val, t_ptr, t_val, wi.part, wf.part, wi.st, wi.hist, wf.ab, k,
                    P_ROW=p_row, CHUNK=chunk, CP2=cp2, CAP=cap, num_warps=warps, **hist, **flags)
-            launch(chunked.narrow_kernel, (n,),
+            launch(narrow_kernel, (n,),
                    wi.part, wf.part, wi.plan, wi.st, wi.hist, wf.ab, k, n_chunks, batch, idx,
                    x.stride(0), p_ptr, p_val, t_ptr, t_val, P_ROW=p_row, CP2=cp2, CAP=cap,
                    num_warps=4, **hist, **flags)
