@@ -55,11 +55,9 @@ def main() -> None:
                     else:
                         ts.top_p_sampling_from_probs(x, p, seed=1, backend="triton")
                     ws = seen[-1]
-                    ns = tt.HIST_PASSES
-                    st = ws.st[: ws.n * ns * 4].view(ws.n, ns, 4).cpu()
-                    active = (st[:, :, 0] < st[:, :, 1]) & (st[:, :, 2] > ws.cap)
-                    used = active.sum(1)
-                    share = [f"{(used == q).float().mean().item():6.1%}" for q in range(ns + 1)]
+                    used = ws.passes.cpu()
+                    share = [f"{(used == q).float().mean().item():6.1%}"
+                             for q in range(tt.HIST_PASSES + 1)]
                     over = (ws.count.cpu() > ws.cap).float().mean().item()
                     print(f"{kind:8} {'logits' if from_logits else 'probs':6} {vocab:7d} {p:6.3f}  "
                           f"{' '.join(share)}   {over:6.2%}", flush=True)

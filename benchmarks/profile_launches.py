@@ -54,9 +54,7 @@ def main() -> None:
                                     logits, None, p, seed=seed))):
                     ks = launches(fn)
                     ws = seen[-1]
-                    ns = tt.HIST_PASSES
-                    st = ws.st[: ws.n * ns * 4].view(ws.n, ns, 4)
-                    used = ((st[:, :, 0] < st[:, :, 1]) & (st[:, :, 2] > ws.cap)).sum(1).float()
+                    used = ws.passes.float()
                     over = (ws.count > ws.cap).float().mean().item()
                     total = sum(t for _, t in ks)
                     detail = " ".join(f"{n.replace('_kernel', '')}={t:.0f}" for n, t in ks)

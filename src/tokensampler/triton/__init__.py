@@ -24,7 +24,7 @@ name = "triton"
 CAP = 4096      # most candidate slots per row in the pruned top-k / top-p path
 GROUP = 32      # tokens per group maximum
 HIST_PASSES = 3    # histogram passes that narrow a top-p bracket before compaction
-HIST_BINS = 256    # bins per histogram pass (128-512 measured alike; 512 slower)
+HIST_BINS = 256    # bins per histogram pass (128 and 256 measured alike; 512 slower)
 # Tests and benchmarks/bracket_stats.py set this to look at a call's
 # workspaces (candidate counts, bracket states) after its launches.
 inspect = None
@@ -166,7 +166,12 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
            MINP_ROW=m_row, CAP=cap, BLOCK=_block(vocab), CHUNK=chunk, BRACKET=bracket,
            num_warps=8, **stream, **fk, **flags)
     if inspect is not None:
-        inspect(SimpleNamespace(n=n, cap=cap, bracket=bracket, count=wi.count, st=wi.st))
+        passes = None
+        if bracket:   # histogram passes that counted each row (its bracket state was active)
+            st = wi.st[: n * HIST_PASSES * 4].view(n, HIST_PASSES, 4)
+            passes = ((st[..., 0] < st[..., 1]) & (st[..., 2] > cap)).sum(1)
+        inspect(SimpleNamespace(n=n, cap=cap, bracket=bracket, count=wi.count, st=wi.st,
+                                passes=passes))
     return out, valid
 
 
