@@ -68,7 +68,7 @@ def _edge(b, u0, s, lo, hi, UP: tl.constexpr, FROM_LOGITS: tl.constexpr):
         k = row.order_key(e + m if UP else e - m, True)
     else:
         m = e * 1e-6 + 4.0
-        e = tl.minimum(tl.maximum(e + m if UP else e - m, 0.0), 2.1e9)
+        e = tl.minimum(tl.maximum(e + m if UP else e - m, 0.0), 2139095040.0)   # key of +inf
         k = e.to(tl.int32)
     k = tl.minimum(tl.maximum(k, lo), hi)
     # No usable scale: every key is in bin 0, so edges above it are hi (UP)
@@ -130,9 +130,14 @@ def _narrow(st_ptr, h_ptr, ab_ptr, pf_ptr, slot, j, C, p, total, ref, mul, inv_t
         new_lo = tl.sum(tl.where(b == b_lo, down, 0))
         up_lo = _edge(b, u0, s, lo, hi, True, FROM_LOGITS)       # >= keys of bins < b
         new_hi = tl.where(b_hi >= NB, hi, tl.sum(tl.where(b == b_hi, up_lo, 0)))
-        n_in = tl.sum(tl.where((b >= b_lo) & (b < b_hi), cnt, 0))
+        new_hi = tl.maximum(new_hi, new_lo)
+        # Every key in [new_lo, new_hi] falls in the bins of its two ends
+        # (_bin is monotone): their counts bound the new bracket's.
+        b0 = _bin(new_lo, u0, s, FROM_LOGITS, NB)
+        b1 = _bin(new_hi, u0, s, FROM_LOGITS, NB)
+        n_in = tl.sum(tl.where((b >= b0) & (b <= b1), cnt, 0))
         lo = new_lo
-        hi = tl.maximum(new_hi, new_lo)
+        hi = new_hi
     return lo, hi, n_in
 
 
@@ -168,9 +173,6 @@ def hist_kernel(x_ptr, stride_row, V, B, C, idx_ptr, p_ptr, p_val, t_ptr, t_val,
     """
     j = tl.program_id(0)
     c = tl.program_id(1)
-    row_off, p, total, ref, mul, inv_t = _row_target(
-        j, idx_ptr, B, stride_row, p_ptr, p_val, t_ptr, t_val, pi_ptr, pf_ptr, C,
-        HAS_INDICES, FROM_LOGITS, P_ROW, T_ROW, CP2)
     at = (j * NS + k).to(tl.int64)
     lo = tl.load(st_ptr + at * 4)
     hi = tl.load(st_ptr + at * 4 + 1)
@@ -179,6 +181,9 @@ def hist_kernel(x_ptr, stride_row, V, B, C, idx_ptr, p_ptr, p_val, t_ptr, t_val,
         base = (j * C + c).to(tl.int64)
         above = tl.zeros([], tl.float32)
         if tl.load(pi_ptr + base * NI + 1) >= lo:
+            ok, row_off, _k, _p, _m, greedy, inv_t = request(
+                j, idx_ptr, B, stride_row, t_ptr, 0, t_ptr, 1.0, t_ptr, 0.0, t_ptr, t_val,
+                HAS_INDICES, False, False, False, False, False, False, FROM_LOGITS, T_ROW)
             cols = c * CHUNK + tl.arange(0, CHUNK)
             v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
             key = row.order_key(v, FROM_LOGITS)
@@ -203,11 +208,16 @@ def narrow_kernel(pi_ptr, pf_ptr, plan_ptr, st_ptr, h_ptr, ab_ptr, k, C, B, idx_
     in state slot k + 1, or for the last pass in the plan (``compact_kernel``
     collects it)."""
     j = tl.program_id(0)
-    row_off, p, total, ref, mul, inv_t = _row_target(
-        j, idx_ptr, B, stride_row, p_ptr, p_val, t_ptr, t_val, pi_ptr, pf_ptr, C,
-        HAS_INDICES, FROM_LOGITS, P_ROW, T_ROW, CP2)
-    lo, hi, n_in = _narrow(st_ptr, h_ptr, ab_ptr, pf_ptr, k, j, C, p, total, ref, mul, inv_t,
-                           FROM_LOGITS, NS, NB, CAP, CP2)
+    at = (j * NS + k).to(tl.int64)
+    lo = tl.load(st_ptr + at * 4)
+    hi = tl.load(st_ptr + at * 4 + 1)
+    n_in = tl.load(st_ptr + at * 4 + 2)
+    if (lo < hi) & (n_in > CAP):   # other rows only copy their bracket on
+        row_off, p, total, ref, mul, inv_t = _row_target(
+            j, idx_ptr, B, stride_row, p_ptr, p_val, t_ptr, t_val, pi_ptr, pf_ptr, C,
+            HAS_INDICES, FROM_LOGITS, P_ROW, T_ROW, CP2)
+        lo, hi, n_in = _narrow(st_ptr, h_ptr, ab_ptr, pf_ptr, k, j, C, p, total, ref, mul, inv_t,
+                               FROM_LOGITS, NS, NB, CAP, CP2)
     if k + 1 < NS:
         at = (j * NS + k + 1).to(tl.int64)
         tl.store(st_ptr + at * 4, lo)
