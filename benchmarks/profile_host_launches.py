@@ -1,4 +1,7 @@
-"""Host time of each kernel launch of a small eager top-p and top-k call (B=16).
+"""Host time of small eager calls (B=16, V=128256), three ways in one run:
+Triton's own launch path, launcher.py's direct path (a cached variant), and
+no launch at all (the Python around the launches). Per launch, the median
+host microseconds of each kernel on the direct path.
 
     python benchmarks/profile_host_launches.py
 """
@@ -10,12 +13,16 @@ import torch
 
 import tokensampler as ts
 import tokensampler.triton as tt
+from tokensampler.triton import launcher
 
 times = defaultdict(list)
 _launch = tt.launch
+mode = {"launch": True}
 
 
 def timed(kernel, grid, *args, **kwargs):
+    if not mode["launch"]:
+        return
     t = time.perf_counter()
     _launch(kernel, grid, *args, **kwargs)
     times[kernel.fn.__name__].append((time.perf_counter() - t) * 1e6)
@@ -23,17 +30,30 @@ def timed(kernel, grid, *args, **kwargs):
 
 tt.launch = timed
 x = torch.softmax(torch.randn(16, 128256, device="cuda"), 1)
+logits = torch.randn(16, 128256, device="cuda")
 seed = torch.tensor([1], device="cuda")
-for name, fn in (("top_p", lambda: ts.top_p_sampling_from_probs(x, 0.9, seed=seed)),
-                 ("top_k", lambda: ts.top_k_sampling_from_probs(x, 50, seed=seed))):
-    for _ in range(5):
-        fn()
-    torch.cuda.synchronize()
-    times.clear()
-    t = time.perf_counter()
-    for _ in range(50):
-        fn()
-    call = (time.perf_counter() - t) / 50 * 1e6
-    torch.cuda.synchronize()
-    per = ", ".join(f"{k} {statistics.median(v):.0f} x{len(v) // 50}" for k, v in times.items())
-    print(f"{name}: {call:.0f} us host per call; per launch: {per}", flush=True)
+calls = (("top_p", lambda: ts.top_p_sampling_from_probs(x, 0.9, seed=seed)),
+         ("top_k", lambda: ts.top_k_sampling_from_probs(x, 50, seed=seed)),
+         ("joint_logits", lambda: ts.top_k_top_p_sampling_from_logits(logits, 50, 0.9, seed=seed)),
+         ("plain", lambda: ts.sampling_from_probs(x, seed=seed)))
+print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
+for name, fn in calls:
+    line = []
+    for label, fast, launch in (("triton path", False, True), ("direct", True, True),
+                                ("python only", True, False)):
+        launcher.fast_launch, mode["launch"] = fast, launch
+        for _ in range(5):
+            fn()
+        torch.cuda.synchronize()
+        times.clear()
+        t = time.perf_counter()
+        for _ in range(100):
+            fn()
+        call = (time.perf_counter() - t) / 100 * 1e6
+        torch.cuda.synchronize()
+        line.append(f"{label} {call:.0f}")
+        if label == "direct":
+            per = ", ".join(f"{k} {statistics.median(v):.0f} x{len(v) // 100}"
+                            for k, v in times.items())
+    print(f"{name}: host us per call: {'; '.join(line)}\n    direct, per launch: {per}", flush=True)
+launcher.fast_launch = True
