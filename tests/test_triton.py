@@ -220,7 +220,7 @@ def test_top_p_histogram_narrows_to_the_buffer(from_logits, monkeypatch):
 
 
 def test_histogram_bracket_counts_are_upper_bounds(monkeypatch):
-    """Each narrowed bracket's token count, as narrow_kernel estimates it from
+    """Each narrowed bracket's token count, as narrow_row estimates it from
     the histogram, is at least the true count (else a row could stop
     narrowing while its bracket still overflows the buffer). Large logits
     with a small spread make the bins narrow next to the edge margins."""
@@ -253,7 +253,7 @@ def test_histogram_bracket_counts_are_upper_bounds(monkeypatch):
 
 
 def test_select_sorts_sized_to_the_candidates(monkeypatch):
-    """select_kernel sorts 256, 2048 or 4096 slots by the row's candidate
+    """select_row sorts 256, 2048 or 4096 slots by the row's candidate
     count; rows whose counts fall in each size match the reference."""
     import tokensampler.triton as tt
     seen = []

@@ -16,7 +16,7 @@ import torch
 from ..rng import CHUNK_TOKENS
 from ..params import FilterCall, SamplingCall
 from . import chunked
-from .bracket import hist_kernel, narrow_kernel
+from .bracket import hist_kernel
 from .kernels import filter_kernel
 from .launcher import launch
 
@@ -101,29 +101,38 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     nc = n * n_chunks
     wi = SimpleNamespace(part=torch.empty(nc * 6, dtype=torch.int32, device=dev))
     wf = SimpleNamespace(part=torch.empty(nc * 3, dtype=torch.float32, device=dev))
-    wi.gm = wi.part
+    wi.gm = wi.plan = wi.st = wi.above = wf.ab = wi.arrived = dummy
     if filtered:
+        # Zeroed per call: the arrival counters of the launches that end in
+        # per-row work (stats -> plan_row, each histogram pass -> narrow_row,
+        # compact -> select_row), compact's slot counter, the histogram bins.
+        per_row = 3 + (HIST_PASSES * (1 + HIST_BINS) if bracket else 0)
+        zeroed = torch.zeros(n * per_row, dtype=torch.int32, device=dev)
+        arrived_stats, arrived_compact, wi.count = (zeroed[i * n:(i + 1) * n] for i in range(3))
+        wi.arrived = zeroed[3 * n:(3 + HIST_PASSES) * n]
+        wi.hist = zeroed[(3 + HIST_PASSES) * n:]
         wi.gm = torch.empty(nc * g_per_chunk, dtype=torch.int32, device=dev)
-        wi.plan = torch.empty(n * 5, dtype=torch.int32, device=dev)
-        wi.count = wi.plan[4 * n:]
+        wi.plan = torch.empty(n * 4, dtype=torch.int32, device=dev)
     if call.min_p is not None:
         wf.mass = torch.empty(nc, dtype=torch.float32, device=dev)
     wf.above = wf.part
-    wi.st = wi.hist = wi.above = wf.ab = dummy
     if bracket:
-        # Per pass: bracket states, bin counts, mass above per chunk; then the
-        # count above the final bracket per chunk (compact_kernel).
-        wi.st = torch.empty(n * HIST_PASSES * (4 + HIST_BINS) + nc, dtype=torch.int32, device=dev)
-        wi.hist = wi.st[n * HIST_PASSES * 4:]
-        wi.above = wi.st[n * HIST_PASSES * (4 + HIST_BINS):]
+        # Per pass: bracket states and mass above per chunk; then the count
+        # above the final bracket per chunk (compact_kernel).
+        wi.st = torch.empty(n * HIST_PASSES * 4 + nc, dtype=torch.int32, device=dev)
+        wi.above = wi.st[n * HIST_PASSES * 4:]
         wf.ab = torch.empty(nc * (HIST_PASSES + 1), dtype=torch.float32, device=dev)
         wf.above = wf.ab[nc * HIST_PASSES:]
     hist = dict(NS=HIST_PASSES, NB=HIST_BINS)
     grid = (n, n_chunks)
     common = (x, x.stride(0), vocab, batch, n_chunks, idx)
+    fk = dict(HAS_K=call.top_k is not None, K_ROW=k_row, HAS_P=call.top_p is not None,
+              P_ROW=p_row, JOINT=call.joint, CP2=cp2)
     launch(chunked.stats_kernel, grid,
-           *common, t_ptr, t_val, wi.part, wf.part, wi.gm, WITH_GM=filtered, CHUNK=chunk,
-           GROUP=GROUP, num_warps=warps if filtered else 4, **flags)   # measured best
+           *common, t_ptr, t_val, wi.part, wf.part, wi.gm, wi.plan, k_ptr, k_val, p_ptr, p_val,
+           wi.st, arrived_stats if filtered else dummy, WITH_GM=filtered, CHUNK=chunk,
+           GROUP=GROUP, PLAN=filtered, GP2=cp2 * g_per_chunk, BRACKET=bracket, NS=HIST_PASSES,
+           num_warps=warps if filtered else 4, **fk, **flags)   # measured best
     if not filtered:
         if call.min_p is None:
             mass, step = wf.part[2:], 3   # each chunk's whole mass, from stats
@@ -138,33 +147,21 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
                num_warps=warps, **stream, **flags)
         return out, valid
     cand = torch.empty(n * cap, dtype=torch.int64, device=dev)
-    fk = dict(HAS_K=call.top_k is not None, K_ROW=k_row, HAS_P=call.top_p is not None,
-              P_ROW=p_row, JOINT=call.joint, CP2=cp2)
-    launch(chunked.plan_kernel, (n,),
-           wi.part, wf.part, wi.gm, wi.plan, wi.count, n_chunks, batch, idx, x.stride(0), k_ptr,
-           k_val, p_ptr, p_val, t_ptr, t_val, wi.st, wi.hist, GP2=cp2 * g_per_chunk,
-           G_PER_CHUNK=g_per_chunk, BRACKET=bracket, num_warps=8, **hist, **fk, **flags)
     if bracket:
-        # Each pair returns at once for rows whose bracket already fits. The
-        # narrowing runs once per row, not in every chunk's program: fused
-        # into the passes it cost more than its launch (measured, H200).
+        # Rows whose bracket already fits return at once; the last program
+        # of each row narrows it (one program per row: done in every chunk's
+        # program the narrowing cost more than a launch, measured on an H200).
         for k in range(HIST_PASSES):
             launch(hist_kernel, grid,
-                   *common, p_ptr, p_val, t_ptr, t_val, wi.part, wf.part, wi.st, wi.hist, wf.ab, k,
-                   P_ROW=p_row, CHUNK=chunk, CP2=cp2, CAP=cap, num_warps=warps, **hist, **flags)
-            launch(narrow_kernel, (n,),
-                   wi.part, wf.part, wi.plan, wi.st, wi.hist, wf.ab, k, n_chunks, batch, idx,
-                   x.stride(0), p_ptr, p_val, t_ptr, t_val, P_ROW=p_row, CP2=cp2, CAP=cap,
-                   num_warps=4, **hist, **flags)
+                   *common, p_ptr, p_val, t_ptr, t_val, wi.part, wf.part, wi.plan, wi.st, wi.hist,
+                   wf.ab, wi.arrived, k, P_ROW=p_row, CHUNK=chunk, CP2=cp2, CAP=cap,
+                   num_warps=warps, **hist, **flags)
     launch(chunked.compact_kernel, grid,
-           *common, t_ptr, t_val, wi.part, wf.part, wi.plan, wi.count, cand, wf.above, wi.above,
-           BRACKET=bracket, CHUNK=chunk, CAP=cap, num_warps=warps, **flags)
-    launch(chunked.select_kernel, (n,),
-           *common, wi.part, wf.part, wi.plan, wi.count, cand, wf.above, wi.above, *seeds, out,
-           valid, k_ptr,
-           k_val, p_ptr, p_val, m_ptr, m_val, t_ptr, t_val, HAS_MINP=call.min_p is not None,
-           MINP_ROW=m_row, CAP=cap, BLOCK=_block(vocab), CHUNK=chunk, BRACKET=bracket,
-           num_warps=8, **stream, **fk, **flags)
+           *common, wi.part, wf.part, wi.plan, wi.count, cand, wf.above, wi.above,
+           arrived_compact, *seeds, out, valid, k_ptr, k_val, p_ptr, p_val, m_ptr, m_val, t_ptr,
+           t_val, HAS_MINP=call.min_p is not None, MINP_ROW=m_row, CAP=cap,
+           BLOCK=_block(vocab), CHUNK=chunk, BRACKET=bracket, num_warps=warps, **stream, **fk,
+           **flags)
     if inspect is not None:
         passes = None
         if bracket:   # histogram passes that counted each row (its bracket state was active)

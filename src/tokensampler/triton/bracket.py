@@ -1,18 +1,18 @@
 """Top-p alone: narrowing the bracket around the threshold by histograms.
 
-``plan_kernel`` (chunked.py) opens a bracket of order keys ``[L, kmax]``
+``plan_row`` (chunked.py) opens a bracket of order keys ``[L, kmax]``
 that holds the top-p threshold. Each pass here narrows it until it holds at
 most CAP tokens, which ``compact_kernel`` then gathers for one sort:
 
 * ``hist_kernel`` (grid: outputs x chunks, one read of each chunk that
   reaches the bracket): counts the bracket's tokens into NB bins of equal
   width on ``_coord``'s axis, and sums the mass above the bracket exactly.
-* ``narrow_kernel`` (one program per output, O(NB) work): bounds each bin's
-  mass by its count times the weights at its edges, and keeps the bins where
-  the prefix mass can cross the target.
+* ``narrow_row`` (run by the last of a row's programs to finish the pass,
+  O(NB) work): bounds each bin's mass by its count times the weights at its
+  edges, and keeps the bins where the prefix mass can cross the target.
 
-At most HIST_PASSES (triton/__init__.py) pairs run; every loop is over a
-constant (bins, chunks). The bounds only steer: ``select_kernel`` checks
+At most HIST_PASSES (triton/__init__.py) launches; every loop is over a
+constant (bins, chunks). The bounds only steer: ``select_row`` checks
 that the prefix ends inside the final bracket, on either side, and sends the
 row to the exact single-program path when it does not.
 """
@@ -21,8 +21,8 @@ import triton
 import triton.language as tl
 
 from . import row
-from .chunked import (NI, _SIZES, _chunk_scale, _local_weight, _to_row_scale, combine_stats,
-                      request)
+from .chunked import (NI, _SIZES, _chunk_scale, _local_weight, _to_row_scale, arrive,
+                      combine_stats, request)
 
 
 @triton.jit
@@ -156,20 +156,22 @@ def _row_target(j, idx_ptr, B, stride_row, p_ptr, p_val, t_ptr, t_val, pi_ptr, p
 
 @triton.jit(do_not_specialize=_SIZES + ["k"])
 def hist_kernel(x_ptr, stride_row, V, B, C, idx_ptr, p_ptr, p_val, t_ptr, t_val, pi_ptr, pf_ptr,
-                st_ptr, h_ptr, ab_ptr, k, HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr,
-                P_ROW: tl.constexpr, T_ROW: tl.constexpr, CHUNK: tl.constexpr,
-                CP2: tl.constexpr, CAP: tl.constexpr, NS: tl.constexpr, NB: tl.constexpr):
+                plan_ptr, st_ptr, h_ptr, ab_ptr, arrived_ptr, k, HAS_INDICES: tl.constexpr,
+                FROM_LOGITS: tl.constexpr, P_ROW: tl.constexpr, T_ROW: tl.constexpr,
+                CHUNK: tl.constexpr, CP2: tl.constexpr, CAP: tl.constexpr, NS: tl.constexpr,
+                NB: tl.constexpr):
     """Histogram pass ``k`` over chunk (j, c) of a top-p bracket.
 
-    Pass k counts the bracket in state slot k (``plan_kernel`` opens slot 0,
-    ``narrow_kernel`` fills the next from this pass's results). In one read
+    Pass k counts the bracket in state slot k (``plan_row`` fills the slots,
+    ``narrow_row`` the later ones from this pass's results). In one read
     of the chunk: the tokens inside the bracket are
     counted into NB bins of equal width on the ``_coord`` axis
     (``tl.histogram``, then one atomic add per non-empty bin into the row's
     counts: integers, so the order does not matter), and the mass of the
     tokens above the bracket is summed exactly (chunk scale). Rows whose
     bracket already fits, and chunks whose largest key is below it, are not
-    read.
+    read. The row's last program to finish narrows the bracket
+    (``narrow_row``, O(NB) work).
     """
     j = tl.program_id(0)
     c = tl.program_id(1)
@@ -191,38 +193,38 @@ def hist_kernel(x_ptr, stride_row, V, B, C, idx_ptr, p_ptr, p_val, t_ptr, t_val,
             inside = pos & (key >= lo) & (key <= hi)
             u0, s = _bin_scale(lo, hi, FROM_LOGITS, NB)
             h = tl.histogram(_bin(key, u0, s, FROM_LOGITS, NB), NB, mask=inside)
-            tl.atomic_add(h_ptr + (j * NS + k).to(tl.int64) * NB + tl.arange(0, NB), h, mask=h > 0)
+            tl.atomic_add(h_ptr + at * NB + tl.arange(0, NB), h, mask=h > 0)
             if k > 0:   # pass 0's bracket reaches the row's largest key
                 shift, factor = _chunk_scale(pf_ptr, base, inv_t, FROM_LOGITS)
                 above = tl.sum(_local_weight(v, pos & (key > hi), shift, factor, inv_t,
                                              FROM_LOGITS))
-        tl.store(ab_ptr + (j * NS + k).to(tl.int64) * C + c, above)
+        tl.store(ab_ptr + at * C + c, above)
+        if arrive(arrived_ptr + at, C):
+            narrow_row(j, k, pi_ptr, pf_ptr, plan_ptr, st_ptr, h_ptr, ab_ptr, C, B, idx_ptr,
+                       stride_row, p_ptr, p_val, t_ptr, t_val, HAS_INDICES, FROM_LOGITS, P_ROW,
+                       T_ROW, CP2, CAP, NS, NB)
 
 
-@triton.jit(do_not_specialize=_SIZES + ["k"])
-def narrow_kernel(pi_ptr, pf_ptr, plan_ptr, st_ptr, h_ptr, ab_ptr, k, C, B, idx_ptr, stride_row,
-                  p_ptr, p_val, t_ptr, t_val, HAS_INDICES: tl.constexpr,
-                  FROM_LOGITS: tl.constexpr, P_ROW: tl.constexpr, T_ROW: tl.constexpr,
-                  CP2: tl.constexpr, CAP: tl.constexpr, NS: tl.constexpr, NB: tl.constexpr):
-    """Output j: the bracket after histogram pass ``k`` (``_narrow``), stored
-    in state slot k + 1, or for the last pass in the plan (``compact_kernel``
-    collects it)."""
-    j = tl.program_id(0)
-    at = (j * NS + k).to(tl.int64)
-    lo = tl.load(st_ptr + at * 4)
-    hi = tl.load(st_ptr + at * 4 + 1)
-    n_in = tl.load(st_ptr + at * 4 + 2)
-    if (lo < hi) & (n_in > CAP):   # other rows only copy their bracket on
-        row_off, p, total, ref, mul, inv_t = _row_target(
-            j, idx_ptr, B, stride_row, p_ptr, p_val, t_ptr, t_val, pi_ptr, pf_ptr, C,
-            HAS_INDICES, FROM_LOGITS, P_ROW, T_ROW, CP2)
-        lo, hi, n_in = _narrow(st_ptr, h_ptr, ab_ptr, pf_ptr, k, j, C, p, total, ref, mul, inv_t,
-                               FROM_LOGITS, NS, NB, CAP, CP2)
-    if k + 1 < NS:
-        at = (j * NS + k + 1).to(tl.int64)
-        tl.store(st_ptr + at * 4, lo)
-        tl.store(st_ptr + at * 4 + 1, hi)
-        tl.store(st_ptr + at * 4 + 2, n_in)
-    else:
+@triton.jit
+def narrow_row(j, k, pi_ptr, pf_ptr, plan_ptr, st_ptr, h_ptr, ab_ptr, C, B, idx_ptr, stride_row,
+               p_ptr, p_val, t_ptr, t_val, HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr,
+               P_ROW: tl.constexpr, T_ROW: tl.constexpr, CP2: tl.constexpr, CAP: tl.constexpr,
+               NS: tl.constexpr, NB: tl.constexpr):
+    """Row j's bracket after histogram pass ``k`` (``_narrow``), run by the
+    last of the pass's programs of the row. Every later state slot gets it
+    (a bracket that now fits makes the later passes skip the row), and the
+    plan too once the row is done: it fits, or this was the last pass."""
+    row_off, p, total, ref, mul, inv_t = _row_target(
+        j, idx_ptr, B, stride_row, p_ptr, p_val, t_ptr, t_val, pi_ptr, pf_ptr, C,
+        HAS_INDICES, FROM_LOGITS, P_ROW, T_ROW, CP2)
+    lo, hi, n_in = _narrow(st_ptr, h_ptr, ab_ptr, pf_ptr, k, j, C, p, total, ref, mul, inv_t,
+                           FROM_LOGITS, NS, NB, CAP, CP2)
+    for q in tl.static_range(1, NS):
+        if q > k:
+            at = (j * NS + q).to(tl.int64) * 4
+            tl.store(st_ptr + at, lo)
+            tl.store(st_ptr + at + 1, hi)
+            tl.store(st_ptr + at + 2, n_in)
+    if ~((lo < hi) & (n_in > CAP)) | (k == NS - 1):
         tl.store(plan_ptr + j * 4, lo)
         tl.store(plan_ptr + j * 4 + 1, hi)

@@ -15,31 +15,38 @@ min-p (2 reads plus one chunk, 3 launches):
     ``stats_kernel``, then ``min_p_mass_kernel`` (kept mass per chunk, given
     the row's threshold; chunks whose maximum is below it are not read),
     then ``final_kernel``.
-top-k / top-p / both (2 reads plus a few thousand candidates, 4 launches):
-    ``stats_kernel(WITH_GM)`` also stores each 32-token group's largest key;
-    ``plan_kernel`` bisects over those group maxima for a key ``L`` that
-    every kept token must reach (k groups reaching ``L`` hold at least k
-    tokens; their maxima alone carry the top-p mass); ``compact_kernel``
-    copies the tokens with key >= L into a per-row buffer (one atomic slot
-    reservation per chunk, no waiting); ``select_kernel`` sorts them by the
-    exact order, applies the rules of docs/semantics.md to that prefix and
-    races the kept ones (chunk masses summed over the candidates).
-top-p alone (3 to 2 + HIST_PASSES reads plus one chunk):
-    too many tokens are kept to sort them all, so ``plan_kernel`` opens a
+top-k / top-p / both (2 reads plus a few thousand candidates, 2 launches):
+    ``stats_kernel(WITH_GM, PLAN)`` also stores each 32-token group's largest
+    key, and the last of a row's programs to finish runs ``plan_row``: it
+    bisects over those group maxima for a key ``L`` that every kept token
+    must reach (k groups reaching ``L`` hold at least k tokens; their maxima
+    alone carry the top-p mass); ``compact_kernel`` copies the tokens with
+    key >= L into a per-row buffer (one atomic slot reservation per chunk, no
+    waiting), and its row's last program runs ``select_row``: it sorts them
+    by the exact order, applies the rules of docs/semantics.md to that prefix
+    and races the kept ones (chunk masses summed over the candidates).
+top-p alone (3 to 2 + HIST_PASSES reads plus one chunk, 2 + HIST_PASSES launches):
+    too many tokens are kept to sort them all, so ``plan_row`` opens a
     bracket ``[L, kmax]`` around the threshold. Each ``hist_kernel`` pass
     (bracket.py, one read) counts the bracket's tokens into NB bins of equal logit width
     (probs: equal width in the float bit pattern, a piecewise-linear log p)
-    and sums the mass above the bracket exactly; ``narrow_kernel`` bounds
-    each bin's mass by its count times its edge weights and keeps the bins
-    where the prefix mass can cross the target. Rows whose bracket holds at
-    most CAP tokens by that estimate skip the remaining passes (HIST_PASSES
-    at most).
+    and sums the mass above the bracket exactly; its row's last program runs
+    ``narrow_row``, which bounds each bin's mass by its count times its edge
+    weights and keeps the bins where the prefix mass can cross the target.
+    Rows whose bracket holds at most CAP tokens by that estimate skip the
+    remaining passes (HIST_PASSES at most).
     ``compact_kernel`` collects the bracket and sums the tokens above it,
-    which are kept for sure; ``select_kernel`` sorts the bracket, finishes the
+    which are kept for sure; ``select_row`` sorts the bracket, finishes the
     prefix, picks the chunk and races the tokens of that chunk. A row whose
     candidates overflow the buffer, or whose top-p prefix might end outside
     the bracket (float rounding, or bounds too loose after the last pass),
     takes the single-program path of kernels.py: bounded, slower, exact.
+
+Per-row steps run in the last program of the row to finish the launch
+before them (``arrive``: an atomic counter, zeroed per call; nothing waits
+for anything). Each launch costs 25-50 us of host time on the H100 machine's
+CPU, whatever the batch (benchmarks/launch_cost.py), so small batches are
+bound by the number of launches.
 
 Combining chunk partials costs each program ``C <= 64`` loads; bisection is
 32 fixed steps over at most V/32 group maxima.
@@ -139,13 +146,34 @@ def race_in_chunk(x_ptr, row_off, V, chunk, keep_floor, t, last, seed, offset, s
     return tl.min(tl.where(race == tl.max(race), cols, INT_MAX))
 
 
+@triton.jit
+def arrive(counter_ptr, C):
+    """Whether this program is the last of its row's ``C`` programs to get
+    here (``counter_ptr``, zeroed before the launch, counts them).
+
+    It lets a launch end with per-row work (the next step of the pipeline)
+    without a launch of its own: nothing waits, the programs that arrive
+    earlier just finish. The barrier puts every store of this program before
+    the atomic, whose release/acquire (GPU scope) makes the stores of all the
+    row's programs visible to the last one.
+    """
+    tl.debug_barrier()
+    return tl.atomic_add(counter_ptr, 1, sem="acq_rel", scope="gpu") == C - 1
+
+
 @triton.jit(do_not_specialize=_SIZES)
 def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_ptr, gm_ptr,
+                 plan_ptr, k_ptr, k_val, p_ptr, p_val, st_ptr, arrived_ptr,
                  HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, T_ROW: tl.constexpr,
-                 WITH_GM: tl.constexpr, CHUNK: tl.constexpr, GROUP: tl.constexpr):
+                 WITH_GM: tl.constexpr, CHUNK: tl.constexpr, GROUP: tl.constexpr,
+                 PLAN: tl.constexpr, HAS_K: tl.constexpr, K_ROW: tl.constexpr,
+                 HAS_P: tl.constexpr, P_ROW: tl.constexpr, JOINT: tl.constexpr,
+                 CP2: tl.constexpr, GP2: tl.constexpr, BRACKET: tl.constexpr,
+                 NS: tl.constexpr):
     """Chunk (j, c): its statistics and its mass in its own scale (the plain
     sampler's chunk weight); with WITH_GM the maxima of its 32-token groups.
-    One read of the chunk."""
+    One read of the chunk. With PLAN (top-k, top-p), the row's last program
+    to finish then plans its candidates (``plan_row``)."""
     j = tl.program_id(0)
     c = tl.program_id(1)
     ok, row_off, _k, _p, _m, greedy, inv_t = request(
@@ -184,6 +212,11 @@ def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_p
         G: tl.constexpr = CHUNK // GROUP
         gk = tl.max(tl.reshape(tl.where(pos, key, INT_MIN), (G, GROUP)), axis=1)
         tl.store(gm_ptr + base * G + tl.arange(0, G), gk)
+    if PLAN:
+        if arrive(arrived_ptr + j, C):
+            plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, C, B, idx_ptr, stride_row, k_ptr, k_val,
+                     p_ptr, p_val, t_ptr, t_val, st_ptr, HAS_INDICES, FROM_LOGITS, HAS_K, K_ROW,
+                     HAS_P, P_ROW, T_ROW, JOINT, CP2, GP2, CHUNK // GROUP, BRACKET, NS)
 
 
 @triton.jit
@@ -285,23 +318,23 @@ def _bisect(gk, gw, lo, hi, target_c, target_m, USE_MASS: tl.constexpr):
     return lo
 
 
-@triton.jit(do_not_specialize=_SIZES)
-def plan_kernel(pi_ptr, pf_ptr, gm_ptr, plan_ptr, count_ptr, C, B, idx_ptr, stride_row,
-                k_ptr, k_val, p_ptr, p_val, t_ptr, t_val, st_ptr, h_ptr,
-                HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, HAS_K: tl.constexpr,
-                K_ROW: tl.constexpr, HAS_P: tl.constexpr, P_ROW: tl.constexpr,
-                T_ROW: tl.constexpr, JOINT: tl.constexpr, CP2: tl.constexpr,
-                GP2: tl.constexpr, G_PER_CHUNK: tl.constexpr, BRACKET: tl.constexpr,
-                NS: tl.constexpr, NB: tl.constexpr):
-    """Output j: the candidate bracket ``plan[j] = (lo, hi)``.
+@triton.jit
+def plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, C, B, idx_ptr, stride_row, k_ptr, k_val,
+             p_ptr, p_val, t_ptr, t_val, st_ptr, HAS_INDICES: tl.constexpr,
+             FROM_LOGITS: tl.constexpr, HAS_K: tl.constexpr, K_ROW: tl.constexpr,
+             HAS_P: tl.constexpr, P_ROW: tl.constexpr, T_ROW: tl.constexpr,
+             JOINT: tl.constexpr, CP2: tl.constexpr, GP2: tl.constexpr,
+             G_PER_CHUNK: tl.constexpr, BRACKET: tl.constexpr, NS: tl.constexpr):
+    """Output j: the candidate bracket ``plan[j] = (lo, hi)`` (run by the last
+    of its row's ``stats_kernel`` programs).
 
     Candidates are the tokens with ``lo <= key <= hi``; ``lo = INT_MAX`` when
     the row needs none. Without BRACKET, ``hi = INT_MAX`` (every token from
     ``lo`` up). With BRACKET (top-p alone), ``hi = kmax`` with the token count
-    unknown; this opens state slot 0 for ``hist_kernel`` and clears the
-    histogram counts of its NS passes. 32 bisection steps over the group maxima.
+    unknown; this fills the NS state slots of ``hist_kernel`` with it (a row
+    whose bracket is empty, ``lo >= hi``, is then skipped by every pass). 32
+    bisection steps over the group maxima.
     """
-    j = tl.program_id(0)
     ok, _off, k, p, _m, greedy, inv_t = request(
         j, idx_ptr, B, stride_row, k_ptr, k_val, p_ptr, p_val, k_ptr, 0.0, t_ptr, t_val,
         HAS_INDICES, HAS_K, K_ROW, HAS_P, P_ROW, False, False, FROM_LOGITS, T_ROW)
@@ -331,14 +364,12 @@ def plan_kernel(pi_ptr, pf_ptr, gm_ptr, plan_ptr, count_ptr, C, B, idx_ptr, stri
         hi = tl.where(bound < INT_MAX, kmax, INT_MAX)
     tl.store(plan_ptr + j * 4, bound.to(tl.int32))
     tl.store(plan_ptr + j * 4 + 1, hi)
-    tl.store(count_ptr + j, 0)   # compact_kernel's slot counter
     if BRACKET:
-        tl.store(st_ptr + j.to(tl.int64) * NS * 4, bound.to(tl.int32))
-        tl.store(st_ptr + j.to(tl.int64) * NS * 4 + 1, hi)
-        tl.store(st_ptr + j.to(tl.int64) * NS * 4 + 2, INT_MAX)
-        hb = tl.arange(0, NB)
         for q in tl.static_range(NS):
-            tl.store(h_ptr + (j * NS + q).to(tl.int64) * NB + hb, tl.zeros([NB], tl.int32))
+            at = (j * NS + q).to(tl.int64) * 4
+            tl.store(st_ptr + at, bound.to(tl.int32))
+            tl.store(st_ptr + at + 1, hi)
+            tl.store(st_ptr + at + 2, INT_MAX)
 
 
 @triton.jit
@@ -371,14 +402,20 @@ def _to_row_scale(pf_ptr, b, m, ref, mul, inv_t, FROM_LOGITS: tl.constexpr):
 
 
 @triton.jit(do_not_specialize=_SIZES)
-def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_ptr, plan_ptr,
-                   count_ptr, cand_ptr, above_ptr, n_above_ptr, HAS_INDICES: tl.constexpr,
-                   FROM_LOGITS: tl.constexpr, T_ROW: tl.constexpr, BRACKET: tl.constexpr,
-                   CHUNK: tl.constexpr, CAP: tl.constexpr):
+def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr, count_ptr,
+                   cand_ptr, above_ptr, n_above_ptr, arrived_ptr, seed_ptr, seed_step, off_ptr,
+                   off_step, out_ptr, valid_ptr, k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_val,
+                   t_ptr, t_val, HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr,
+                   HAS_K: tl.constexpr, K_ROW: tl.constexpr, HAS_P: tl.constexpr,
+                   P_ROW: tl.constexpr, HAS_MINP: tl.constexpr, MINP_ROW: tl.constexpr,
+                   T_ROW: tl.constexpr, JOINT: tl.constexpr, STREAM_IS_POS: tl.constexpr,
+                   CP2: tl.constexpr, CAP: tl.constexpr, BLOCK: tl.constexpr,
+                   CHUNK: tl.constexpr, BRACKET: tl.constexpr):
     """Chunk (j, c): append its tokens with ``lo <= key <= hi`` to row j's
     candidate buffer. With BRACKET (top-p alone, the bracket narrowed by the
     histogram passes) the count and mass (chunk scale) of the chunk's tokens
-    above ``hi``, which are kept for sure, are stored too.
+    above ``hi``, which are kept for sure, are stored too. The row's last
+    program to finish then draws its token (``select_row``).
 
     The slot range comes from one atomic add on the row's counter (never a
     wait); slots past CAP are dropped and the counter records the overflow.
@@ -414,6 +451,12 @@ def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf
     if BRACKET:
         tl.store(above_ptr + (j * C + c).to(tl.int64), above)
         tl.store(n_above_ptr + (j * C + c).to(tl.int64), n_above)
+    if arrive(arrived_ptr + j, C):
+        select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr, count_ptr,
+                   cand_ptr, above_ptr, n_above_ptr, seed_ptr, seed_step, off_ptr, off_step,
+                   out_ptr, valid_ptr, k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_val, t_ptr, t_val,
+                   HAS_INDICES, FROM_LOGITS, HAS_K, K_ROW, HAS_P, P_ROW, HAS_MINP, MINP_ROW,
+                   T_ROW, JOINT, STREAM_IS_POS, CP2, CAP, BLOCK, CHUNK, BRACKET)
 
 
 @triton.jit
@@ -519,24 +562,24 @@ def _select_filtered(cand_ptr, j, count, k, p, mp, k_on, p_on, n_pos, vmax, ref,
     return token, fallback
 
 
-@triton.jit(do_not_specialize=_SIZES)
-def select_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr, count_ptr,
-                  cand_ptr, above_ptr, n_above_ptr, seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr,
-                  k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_val, t_ptr, t_val,
-                  HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, HAS_K: tl.constexpr,
-                  K_ROW: tl.constexpr, HAS_P: tl.constexpr, P_ROW: tl.constexpr,
-                  HAS_MINP: tl.constexpr, MINP_ROW: tl.constexpr, T_ROW: tl.constexpr,
-                  JOINT: tl.constexpr, STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr,
-                  CAP: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr,
-                  BRACKET: tl.constexpr):
-    """Output j: exact order of the candidates (one sort), the kept prefix, the race.
+@triton.jit
+def select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr, count_ptr,
+               cand_ptr, above_ptr, n_above_ptr, seed_ptr, seed_step, off_ptr, off_step, out_ptr,
+               valid_ptr, k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_val, t_ptr, t_val,
+               HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, HAS_K: tl.constexpr,
+               K_ROW: tl.constexpr, HAS_P: tl.constexpr, P_ROW: tl.constexpr,
+               HAS_MINP: tl.constexpr, MINP_ROW: tl.constexpr, T_ROW: tl.constexpr,
+               JOINT: tl.constexpr, STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr,
+               CAP: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr,
+               BRACKET: tl.constexpr):
+    """Output j (run by the last of its row's ``compact_kernel`` programs):
+    exact order of the candidates (one sort), the kept prefix, the race.
 
     Without BRACKET every kept token is a candidate and the race runs over
     them. With BRACKET (top-p alone) the tokens above the bracket are kept for
     sure: their mass starts the prefix sum, and the race reads the chosen chunk.
     Worst case (overflow): the single-program path, 1-16 search passes + 2.
     """
-    j = tl.program_id(0)
     ok, row_off, k, p, mp, greedy, inv_t = request(
         j, idx_ptr, B, stride_row, k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_val, t_ptr, t_val,
         HAS_INDICES, HAS_K, K_ROW, HAS_P, P_ROW, HAS_MINP, MINP_ROW, FROM_LOGITS, T_ROW)
