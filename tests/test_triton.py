@@ -191,14 +191,17 @@ def test_top_p_bracket_per_row_edges():
     assert torch.equal(got[0], ref[0]), (got[0] != ref[0]).nonzero().flatten().tolist()
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "separate"])
 @pytest.mark.parametrize("from_logits", [False, True])
-def test_top_p_histogram_narrows_to_the_buffer(from_logits, monkeypatch):
+def test_top_p_histogram_narrows_to_the_buffer(from_logits, fused, monkeypatch):
     """The histogram passes narrow the top-p bracket of N(0, 1) and N(0, 3)
     rows enough that compaction never overflows the 4096-slot buffer, and the
-    tokens still match the reference."""
+    tokens still match the reference: with the per-row steps fused into the
+    launches before them (small batches) and as launches of their own."""
     import tokensampler.triton as tt
     seen = []
     monkeypatch.setattr(tt, "inspect", seen.append)
+    monkeypatch.setattr(tt, "FUSE_ROWS", 32 if fused else 0)
     vocab, batch = 3 * 4096 + 7, 6
     g = torch.Generator().manual_seed(5)
     logits = torch.randn(batch, vocab, generator=g) * torch.tensor([1.0, 3.0]).repeat(3)[:, None]

@@ -16,7 +16,7 @@ import torch
 from ..rng import CHUNK_TOKENS
 from ..params import FilterCall, SamplingCall
 from . import chunked
-from .bracket import hist_kernel
+from .bracket import hist_kernel, narrow_kernel
 from .kernels import filter_kernel
 from .launcher import launch
 
@@ -25,6 +25,13 @@ CAP = 4096      # most candidate slots per row in the pruned top-k / top-p path
 GROUP = 32      # tokens per group maximum
 HIST_PASSES = 3    # histogram passes that narrow a top-p bracket before compaction
 HIST_BINS = 256    # bins per histogram pass (128 and 256 measured alike; 512 slower)
+# Top-p alone runs its per-row steps (plan, narrow, select) in the last
+# program of the launch before them up to this many outputs, and as launches
+# of their own above it. Measured on an H100 (benchmarks/RESULTS.md): at
+# B=16 the fused form took 313 us against 856 (host-bound: 5 launches, not
+# 10); at B=256 it took 1082 us against 861 (GPU-bound). Top-k and joint
+# always fuse (B=256: 300 us against 345).
+FUSE_ROWS = 32
 # Tests and benchmarks/bracket_stats.py set this to look at a call's
 # workspaces (candidate counts, bracket states) after its launches.
 inspect = None
@@ -128,10 +135,11 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     common = (x, x.stride(0), vocab, batch, n_chunks, idx)
     fk = dict(HAS_K=call.top_k is not None, K_ROW=k_row, HAS_P=call.top_p is not None,
               P_ROW=p_row, JOINT=call.joint, CP2=cp2)
+    fuse = filtered and (not bracket or n <= FUSE_ROWS)
     launch(chunked.stats_kernel, grid,
            *common, t_ptr, t_val, wi.part, wf.part, wi.gm, wi.plan, k_ptr, k_val, p_ptr, p_val,
            wi.st, arrived_stats if filtered else dummy, WITH_GM=filtered, CHUNK=chunk,
-           GROUP=GROUP, PLAN=filtered, GP2=cp2 * g_per_chunk, BRACKET=bracket, NS=HIST_PASSES,
+           GROUP=GROUP, PLAN=fuse, GP2=cp2 * g_per_chunk, BRACKET=bracket, NS=HIST_PASSES,
            num_warps=warps if filtered else 4, **fk, **flags)   # measured best
     if not filtered:
         if call.min_p is None:
@@ -146,22 +154,37 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
                valid, HAS_MINP=call.min_p is not None, MINP_ROW=m_row, CHUNK=chunk, CP2=cp2,
                num_warps=warps, **stream, **flags)
         return out, valid
+    if not fuse:
+        launch(chunked.plan_kernel, (n,),
+               wi.part, wf.part, wi.gm, wi.plan, n_chunks, batch, idx, x.stride(0), k_ptr, k_val,
+               p_ptr, p_val, t_ptr, t_val, wi.st, GP2=cp2 * g_per_chunk,
+               G_PER_CHUNK=g_per_chunk, BRACKET=bracket, NS=HIST_PASSES, num_warps=8, **fk,
+               **flags)
     cand = torch.empty(n * cap, dtype=torch.int64, device=dev)
     if bracket:
-        # Rows whose bracket already fits return at once; the last program
-        # of each row narrows it (one program per row: done in every chunk's
-        # program the narrowing cost more than a launch, measured on an H200).
+        # Rows whose bracket already fits return at once. The narrowing runs
+        # once per row, not in every chunk's program (that cost more than a
+        # launch, measured on an H200).
         for k in range(HIST_PASSES):
             launch(hist_kernel, grid,
                    *common, p_ptr, p_val, t_ptr, t_val, wi.part, wf.part, wi.plan, wi.st, wi.hist,
                    wf.ab, wi.arrived, k, P_ROW=p_row, CHUNK=chunk, CP2=cp2, CAP=cap,
-                   num_warps=warps, **hist, **flags)
+                   NARROW=fuse, num_warps=warps, **hist, **flags)
+            if not fuse:
+                launch(narrow_kernel, (n,),
+                       wi.part, wf.part, wi.plan, wi.st, wi.hist, wf.ab, k, n_chunks, batch, idx,
+                       x.stride(0), p_ptr, p_val, t_ptr, t_val, P_ROW=p_row, CP2=cp2, CAP=cap,
+                       num_warps=4, **hist, **flags)
+    sel = (*seeds, out, valid, k_ptr, k_val, p_ptr, p_val, m_ptr, m_val, t_ptr, t_val)
+    sel_kw = dict(HAS_MINP=call.min_p is not None, MINP_ROW=m_row, CAP=cap, BLOCK=_block(vocab),
+                  CHUNK=chunk, BRACKET=bracket, **stream, **fk, **flags)
     launch(chunked.compact_kernel, grid,
            *common, wi.part, wf.part, wi.plan, wi.count, cand, wf.above, wi.above,
-           arrived_compact, *seeds, out, valid, k_ptr, k_val, p_ptr, p_val, m_ptr, m_val, t_ptr,
-           t_val, HAS_MINP=call.min_p is not None, MINP_ROW=m_row, CAP=cap,
-           BLOCK=_block(vocab), CHUNK=chunk, BRACKET=bracket, num_warps=warps, **stream, **fk,
-           **flags)
+           arrived_compact, *sel, SELECT=fuse, num_warps=warps, **sel_kw)
+    if not fuse:
+        launch(chunked.select_kernel, (n,),
+               *common, wi.part, wf.part, wi.plan, wi.count, cand, wf.above, wi.above, *sel,
+               num_warps=8, **sel_kw)
     if inspect is not None:
         passes = None
         if bracket:   # histogram passes that counted each row (its bracket state was active)

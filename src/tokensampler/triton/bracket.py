@@ -159,7 +159,7 @@ def hist_kernel(x_ptr, stride_row, V, B, C, idx_ptr, p_ptr, p_val, t_ptr, t_val,
                 plan_ptr, st_ptr, h_ptr, ab_ptr, arrived_ptr, k, HAS_INDICES: tl.constexpr,
                 FROM_LOGITS: tl.constexpr, P_ROW: tl.constexpr, T_ROW: tl.constexpr,
                 CHUNK: tl.constexpr, CP2: tl.constexpr, CAP: tl.constexpr, NS: tl.constexpr,
-                NB: tl.constexpr):
+                NB: tl.constexpr, NARROW: tl.constexpr):
     """Histogram pass ``k`` over chunk (j, c) of a top-p bracket.
 
     Pass k counts the bracket in state slot k (``plan_row`` fills the slots,
@@ -170,8 +170,8 @@ def hist_kernel(x_ptr, stride_row, V, B, C, idx_ptr, p_ptr, p_val, t_ptr, t_val,
     counts: integers, so the order does not matter), and the mass of the
     tokens above the bracket is summed exactly (chunk scale). Rows whose
     bracket already fits, and chunks whose largest key is below it, are not
-    read. The row's last program to finish narrows the bracket
-    (``narrow_row``, O(NB) work).
+    read. With NARROW the row's last program to finish narrows the bracket
+    (``narrow_row``, O(NB) work); without, ``narrow_kernel`` does.
     """
     j = tl.program_id(0)
     c = tl.program_id(1)
@@ -199,10 +199,26 @@ def hist_kernel(x_ptr, stride_row, V, B, C, idx_ptr, p_ptr, p_val, t_ptr, t_val,
                 above = tl.sum(_local_weight(v, pos & (key > hi), shift, factor, inv_t,
                                              FROM_LOGITS))
         tl.store(ab_ptr + at * C + c, above)
-        if arrive(arrived_ptr + at, C):
-            narrow_row(j, k, pi_ptr, pf_ptr, plan_ptr, st_ptr, h_ptr, ab_ptr, C, B, idx_ptr,
-                       stride_row, p_ptr, p_val, t_ptr, t_val, HAS_INDICES, FROM_LOGITS, P_ROW,
-                       T_ROW, CP2, CAP, NS, NB)
+        if NARROW:
+            if arrive(arrived_ptr + at, C):
+                narrow_row(j, k, pi_ptr, pf_ptr, plan_ptr, st_ptr, h_ptr, ab_ptr, C, B, idx_ptr,
+                           stride_row, p_ptr, p_val, t_ptr, t_val, HAS_INDICES, FROM_LOGITS,
+                           P_ROW, T_ROW, CP2, CAP, NS, NB)
+
+
+@triton.jit(do_not_specialize=_SIZES + ["k"])
+def narrow_kernel(pi_ptr, pf_ptr, plan_ptr, st_ptr, h_ptr, ab_ptr, k, C, B, idx_ptr, stride_row,
+                  p_ptr, p_val, t_ptr, t_val, HAS_INDICES: tl.constexpr,
+                  FROM_LOGITS: tl.constexpr, P_ROW: tl.constexpr, T_ROW: tl.constexpr,
+                  CP2: tl.constexpr, CAP: tl.constexpr, NS: tl.constexpr, NB: tl.constexpr):
+    """``narrow_row`` as a launch of its own (one program per output), for
+    the rows pass ``k`` counted."""
+    j = tl.program_id(0)
+    at = (j * NS + k).to(tl.int64) * 4
+    if (tl.load(st_ptr + at) < tl.load(st_ptr + at + 1)) & (tl.load(st_ptr + at + 2) > CAP):
+        narrow_row(j, k, pi_ptr, pf_ptr, plan_ptr, st_ptr, h_ptr, ab_ptr, C, B, idx_ptr,
+                   stride_row, p_ptr, p_val, t_ptr, t_val, HAS_INDICES, FROM_LOGITS, P_ROW,
+                   T_ROW, CP2, CAP, NS, NB)
 
 
 @triton.jit

@@ -410,12 +410,13 @@ def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr
                    P_ROW: tl.constexpr, HAS_MINP: tl.constexpr, MINP_ROW: tl.constexpr,
                    T_ROW: tl.constexpr, JOINT: tl.constexpr, STREAM_IS_POS: tl.constexpr,
                    CP2: tl.constexpr, CAP: tl.constexpr, BLOCK: tl.constexpr,
-                   CHUNK: tl.constexpr, BRACKET: tl.constexpr):
+                   CHUNK: tl.constexpr, BRACKET: tl.constexpr, SELECT: tl.constexpr):
     """Chunk (j, c): append its tokens with ``lo <= key <= hi`` to row j's
     candidate buffer. With BRACKET (top-p alone, the bracket narrowed by the
     histogram passes) the count and mass (chunk scale) of the chunk's tokens
-    above ``hi``, which are kept for sure, are stored too. The row's last
-    program to finish then draws its token (``select_row``).
+    above ``hi``, which are kept for sure, are stored too. With SELECT the
+    row's last program to finish then draws its token (``select_row``);
+    without, ``select_kernel`` does.
 
     The slot range comes from one atomic add on the row's counter (never a
     wait); slots past CAP are dropped and the counter records the overflow.
@@ -451,12 +452,14 @@ def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr
     if BRACKET:
         tl.store(above_ptr + (j * C + c).to(tl.int64), above)
         tl.store(n_above_ptr + (j * C + c).to(tl.int64), n_above)
-    if arrive(arrived_ptr + j, C):
-        select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr, count_ptr,
-                   cand_ptr, above_ptr, n_above_ptr, seed_ptr, seed_step, off_ptr, off_step,
-                   out_ptr, valid_ptr, k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_val, t_ptr, t_val,
-                   HAS_INDICES, FROM_LOGITS, HAS_K, K_ROW, HAS_P, P_ROW, HAS_MINP, MINP_ROW,
-                   T_ROW, JOINT, STREAM_IS_POS, CP2, CAP, BLOCK, CHUNK, BRACKET)
+    if SELECT:
+        if arrive(arrived_ptr + j, C):
+            select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr, count_ptr,
+                       cand_ptr, above_ptr, n_above_ptr, seed_ptr, seed_step, off_ptr,
+                       off_step, out_ptr, valid_ptr, k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_val,
+                       t_ptr, t_val, HAS_INDICES, FROM_LOGITS, HAS_K, K_ROW, HAS_P, P_ROW,
+                       HAS_MINP, MINP_ROW, T_ROW, JOINT, STREAM_IS_POS, CP2, CAP, BLOCK, CHUNK,
+                       BRACKET)
 
 
 @triton.jit
@@ -630,3 +633,35 @@ def select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
                                STREAM_IS_POS, FROM_LOGITS, BLOCK, CHUNK, CP2)
     tl.store(out_ptr + j, tl.where(ok, token, 0).to(tl.int32))
     tl.store(valid_ptr + j, ok)
+
+
+@triton.jit(do_not_specialize=_SIZES)
+def plan_kernel(pi_ptr, pf_ptr, gm_ptr, plan_ptr, C, B, idx_ptr, stride_row, k_ptr, k_val,
+                p_ptr, p_val, t_ptr, t_val, st_ptr, HAS_INDICES: tl.constexpr,
+                FROM_LOGITS: tl.constexpr, HAS_K: tl.constexpr, K_ROW: tl.constexpr,
+                HAS_P: tl.constexpr, P_ROW: tl.constexpr, T_ROW: tl.constexpr,
+                JOINT: tl.constexpr, CP2: tl.constexpr, GP2: tl.constexpr,
+                G_PER_CHUNK: tl.constexpr, BRACKET: tl.constexpr, NS: tl.constexpr):
+    """``plan_row`` as a launch of its own (one program per output): for
+    batches where the GPU, not the host, sets the time (triton/__init__.py)."""
+    plan_row(tl.program_id(0), pi_ptr, pf_ptr, gm_ptr, plan_ptr, C, B, idx_ptr, stride_row,
+             k_ptr, k_val, p_ptr, p_val, t_ptr, t_val, st_ptr, HAS_INDICES, FROM_LOGITS, HAS_K,
+             K_ROW, HAS_P, P_ROW, T_ROW, JOINT, CP2, GP2, G_PER_CHUNK, BRACKET, NS)
+
+
+@triton.jit(do_not_specialize=_SIZES)
+def select_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr, count_ptr,
+                  cand_ptr, above_ptr, n_above_ptr, seed_ptr, seed_step, off_ptr, off_step,
+                  out_ptr, valid_ptr, k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_val, t_ptr, t_val,
+                  HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, HAS_K: tl.constexpr,
+                  K_ROW: tl.constexpr, HAS_P: tl.constexpr, P_ROW: tl.constexpr,
+                  HAS_MINP: tl.constexpr, MINP_ROW: tl.constexpr, T_ROW: tl.constexpr,
+                  JOINT: tl.constexpr, STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr,
+                  CAP: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr,
+                  BRACKET: tl.constexpr):
+    """``select_row`` as a launch of its own (one program per output)."""
+    select_row(tl.program_id(0), x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
+               count_ptr, cand_ptr, above_ptr, n_above_ptr, seed_ptr, seed_step, off_ptr,
+               off_step, out_ptr, valid_ptr, k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_val, t_ptr,
+               t_val, HAS_INDICES, FROM_LOGITS, HAS_K, K_ROW, HAS_P, P_ROW, HAS_MINP, MINP_ROW,
+               T_ROW, JOINT, STREAM_IS_POS, CP2, CAP, BLOCK, CHUNK, BRACKET)
