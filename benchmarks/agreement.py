@@ -38,8 +38,9 @@ def main(argv=None):
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--vocab", type=int, nargs="*", default=[32000, 128256])
     ap.add_argument("--batch", type=int, default=4096)
+    ap.add_argument("--ops", nargs="*", default=list(SAMPLERS), choices=list(SAMPLERS))
     args = ap.parse_args(argv)
-    names = list(SAMPLERS)
+    names = list(args.ops)
     total = mismatched = 0
     examples = []
     per_op = {n: [0, 0] for n in names}
