@@ -1,7 +1,6 @@
-"""Host time of small eager calls (B=16, V=128256), three ways in one run:
-Triton's own launch path, launcher.py's direct path (a cached variant), and
-no launch at all (the Python around the launches). Per launch, the median
-host microseconds of each kernel on the direct path.
+"""Host time of small eager calls (B=16, V=128256), with the launches and
+without them (the Python around the launches), in one run. Per launch, the
+median host microseconds of each kernel.
 
     python benchmarks/profile_host_launches.py
 """
@@ -13,7 +12,6 @@ import torch
 
 import tokensampler as ts
 import tokensampler.triton as tt
-from tokensampler.triton import launcher
 
 times = defaultdict(list)
 _launch = tt.launch
@@ -39,9 +37,8 @@ calls = (("top_p", lambda: ts.top_p_sampling_from_probs(x, 0.9, seed=seed)),
 print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
 for name, fn in calls:
     line = []
-    for label, fast, launch in (("triton path", False, True), ("direct", True, True),
-                                ("python only", True, False)):
-        launcher.fast_launch, mode["launch"] = fast, launch
+    for label, launch in (("with launches", True), ("python only", False)):
+        mode["launch"] = launch
         for _ in range(5):
             fn()
         torch.cuda.synchronize()
@@ -52,8 +49,7 @@ for name, fn in calls:
         call = (time.perf_counter() - t) / 100 * 1e6
         torch.cuda.synchronize()
         line.append(f"{label} {call:.0f}")
-        if label == "direct":
+        if launch:
             per = ", ".join(f"{k} {statistics.median(v):.0f} x{len(v) // 100}"
                             for k, v in times.items())
-    print(f"{name}: host us per call: {'; '.join(line)}\n    direct, per launch: {per}", flush=True)
-launcher.fast_launch = True
+    print(f"{name}: host us per call: {'; '.join(line)}\n    per launch: {per}", flush=True)
