@@ -191,7 +191,8 @@ def test_top_p_bracket_per_row_edges():
     assert torch.equal(got[0], ref[0]), (got[0] != ref[0]).nonzero().flatten().tolist()
 
 
-@pytest.mark.parametrize("fused", [True, False], ids=["fused", "separate"])
+@pytest.mark.parametrize("fused", [(32, 32, 32), (0, 0, 0), (0, 32, 0)],
+                         ids=["fused", "separate", "narrow_fused"])
 @pytest.mark.parametrize("from_logits", [False, True])
 def test_top_p_histogram_narrows_to_the_buffer(from_logits, fused, monkeypatch):
     """The histogram passes narrow the top-p bracket of N(0, 1) and N(0, 3)
@@ -201,7 +202,7 @@ def test_top_p_histogram_narrows_to_the_buffer(from_logits, fused, monkeypatch):
     import tokensampler.triton as tt
     seen = []
     monkeypatch.setattr(tt, "inspect", seen.append)
-    monkeypatch.setattr(tt, "FUSE_ROWS", 32 if fused else 0)
+    monkeypatch.setattr(tt, "FUSE_ROWS", dict(zip(("plan", "narrow", "select"), fused)))
     vocab, batch = 3 * 4096 + 7, 6
     g = torch.Generator().manual_seed(5)
     logits = torch.randn(batch, vocab, generator=g) * torch.tensor([1.0, 3.0]).repeat(3)[:, None]

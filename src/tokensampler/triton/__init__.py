@@ -25,13 +25,14 @@ CAP = 4096      # most candidate slots per row in the pruned top-k / top-p path
 GROUP = 32      # tokens per group maximum
 HIST_PASSES = 3    # histogram passes that narrow a top-p bracket before compaction
 HIST_BINS = 256    # bins per histogram pass (128 and 256 measured alike; 512 slower)
-# Top-p alone runs its per-row steps (plan, narrow, select) in the last
-# program of the launch before them up to this many outputs, and as launches
-# of their own above it. Measured on an H100 (benchmarks/RESULTS.md): at
-# B=16 the fused form took 313 us against 856 (host-bound: 5 launches, not
-# 10); at B=256 it took 1082 us against 861 (GPU-bound). Top-k and joint
-# always fuse (B=256: 300 us against 345).
-FUSE_ROWS = 32
+# Top-p alone runs each per-row step (plan, narrow, select) in the last
+# program of the launch before it up to this many outputs, and as a launch
+# of its own above. Measured on an H100 (benchmarks/RESULTS.md, v5), all
+# three fused: at B=16 313 us against 856 (host-bound: 5 launches, not 10);
+# at B=256 1082 against 861 (GPU-bound). Which step costs at B=256 is not
+# measured yet (benchmarks/profile_fusion.py). Top-k and joint always fuse
+# (B=256: 300 us against 345).
+FUSE_ROWS = {"plan": 32, "narrow": 32, "select": 32}
 # Tests and benchmarks/bracket_stats.py set this to look at a call's
 # workspaces (candidate counts, bracket states) after its launches.
 inspect = None
@@ -135,12 +136,12 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     common = (x, x.stride(0), vocab, batch, n_chunks, idx)
     fk = dict(HAS_K=call.top_k is not None, K_ROW=k_row, HAS_P=call.top_p is not None,
               P_ROW=p_row, JOINT=call.joint, CP2=cp2)
-    fuse = filtered and (not bracket or n <= FUSE_ROWS)
+    fuse = {step: filtered and (not bracket or n <= rows) for step, rows in FUSE_ROWS.items()}
     launch(chunked.stats_kernel, grid,
            *common, t_ptr, t_val, wi.part, wf.part, wi.gm, wi.plan, k_ptr, k_val, p_ptr, p_val,
            wi.st, arrived_stats if filtered else dummy, WITH_GM=filtered, CHUNK=chunk,
-           GROUP=GROUP, PLAN=fuse, GP2=cp2 * g_per_chunk, BRACKET=bracket, NS=HIST_PASSES,
-           num_warps=warps if filtered else 4, **fk, **flags)   # measured best
+           GROUP=GROUP, PLAN=fuse["plan"], GP2=cp2 * g_per_chunk, BRACKET=bracket,
+           NS=HIST_PASSES, num_warps=warps if filtered else 4, **fk, **flags)   # measured best
     if not filtered:
         if call.min_p is None:
             mass, step = wf.part[2:], 3   # each chunk's whole mass, from stats
@@ -154,7 +155,7 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
                valid, HAS_MINP=call.min_p is not None, MINP_ROW=m_row, CHUNK=chunk, CP2=cp2,
                num_warps=warps, **stream, **flags)
         return out, valid
-    if not fuse:
+    if filtered and not fuse["plan"]:
         launch(chunked.plan_kernel, (n,),
                wi.part, wf.part, wi.gm, wi.plan, n_chunks, batch, idx, x.stride(0), k_ptr, k_val,
                p_ptr, p_val, t_ptr, t_val, wi.st, GP2=cp2 * g_per_chunk,
@@ -169,8 +170,8 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
             launch(hist_kernel, grid,
                    *common, p_ptr, p_val, t_ptr, t_val, wi.part, wf.part, wi.plan, wi.st, wi.hist,
                    wf.ab, wi.arrived, k, P_ROW=p_row, CHUNK=chunk, CP2=cp2, CAP=cap,
-                   NARROW=fuse, num_warps=warps, **hist, **flags)
-            if not fuse:
+                   NARROW=fuse["narrow"], num_warps=warps, **hist, **flags)
+            if not fuse["narrow"]:
                 launch(narrow_kernel, (n,),
                        wi.part, wf.part, wi.plan, wi.st, wi.hist, wf.ab, k, n_chunks, batch, idx,
                        x.stride(0), p_ptr, p_val, t_ptr, t_val, P_ROW=p_row, CP2=cp2, CAP=cap,
@@ -180,8 +181,8 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
                   CHUNK=chunk, BRACKET=bracket, **stream, **fk, **flags)
     launch(chunked.compact_kernel, grid,
            *common, wi.part, wf.part, wi.plan, wi.count, cand, wf.above, wi.above,
-           arrived_compact, *sel, SELECT=fuse, num_warps=warps, **sel_kw)
-    if not fuse:
+           arrived_compact, *sel, SELECT=fuse["select"], num_warps=warps, **sel_kw)
+    if not fuse["select"]:
         launch(chunked.select_kernel, (n,),
                *common, wi.part, wf.part, wi.plan, wi.count, cand, wf.above, wi.above, *sel,
                num_warps=8, **sel_kw)
