@@ -178,3 +178,21 @@ def test_softmax_accepts_enable_pdl_and_outputs_carry_no_graph():
     x = torch.zeros(2, 3, requires_grad=True)
     assert not ts.softmax(x, None, True).requires_grad
     assert not ts.top_p_renorm_probs(x.softmax(1), 0.5).requires_grad
+
+
+def test_f32_rounds_as_float32_tensors_do():
+    """params.f32 (struct) rounds Python floats exactly as a float32 tensor
+    does, overflow included: parameters mean the same as numbers or tensors."""
+    from tokensampler.params import f32
+    g = torch.Generator().manual_seed(0)
+    values = [0.1, 1 / 3, 0.9, 1e-45, 7e-46, 1e-40, 3.4028234663852886e38, 3.4028235e38,
+              3.4028236e38, 1e39, -0.0, math.inf, -math.inf]
+    values += (torch.rand(2000, generator=g, dtype=torch.float64) * 90 - 45).exp().tolist()
+    for v in values + [-v for v in values]:
+        want = float(torch.tensor(v, dtype=torch.float32))
+        try:
+            got = f32(v)
+        except OverflowError:
+            got = math.copysign(math.inf, v)
+        assert got == want or (math.isnan(got) and math.isnan(want)), v
+    assert math.isnan(f32(math.nan))

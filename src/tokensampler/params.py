@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import struct
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -78,9 +79,15 @@ def _describe(t: torch.Tensor) -> str:
     return f"a tensor of shape {tuple(t.shape)}, dtype {t.dtype}, on {t.device}"
 
 
+_F32 = struct.Struct("f")
+
+
 def f32(value: float) -> float:
-    """Round a Python float to the nearest float32, the precision kernels use."""
-    return float(torch.tensor(value, dtype=torch.float32))
+    """Round a Python float to the nearest float32, the precision kernels use.
+    Raises OverflowError where the rounding gives an infinity from a finite
+    value (the caller takes it as that infinity). ``struct`` rounds as a C
+    cast does, to nearest even, at a tenth of the cost of a tensor."""
+    return _F32.unpack(_F32.pack(value))[0]
 
 
 def check_input(op: str, name: str, x) -> torch.Tensor:
