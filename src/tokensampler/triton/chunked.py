@@ -46,7 +46,11 @@ Per-row steps run in the last program of the row to finish the launch
 before them (``arrive``: an atomic counter, zeroed per call; nothing waits
 for anything). Each launch costs 25-50 us of host time on the H100 machine's
 CPU, whatever the batch (benchmarks/launch_cost.py), so small batches are
-bound by the number of launches.
+bound by the number of launches. Top-p fuses its steps only up to
+``FUSE_ROWS`` outputs (triton/__init__.py; fused it was slower at B=256) and
+above that launches ``plan_kernel``, ``narrow_kernel`` after each pass and
+``select_kernel`` (2 + 2 * HIST_PASSES + 2 launches); on ROCm every step is
+a launch of its own (docs/reliability.md, section 5).
 
 Combining chunk partials costs each program ``C <= 64`` loads; bisection is
 32 fixed steps over at most V/32 group maxima.
