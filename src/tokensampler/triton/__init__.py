@@ -163,7 +163,7 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
                valid, HAS_MINP=call.min_p is not None, MINP_ROW=m_row, CHUNK=chunk, CP2=cp2,
                num_warps=warps, **stream, **flags)
         return out, valid
-    if filtered and not fuse["plan"]:
+    if not fuse["plan"]:   # (plain and min-p returned above)
         launch(chunked.plan_kernel, (n,),
                wi.part, wf.part, wi.gm, wi.plan, n_chunks, batch, idx, x.stride(0), k_ptr, k_val,
                p_ptr, p_val, t_ptr, t_val, wi.st, GP2=cp2 * g_per_chunk,
