@@ -191,9 +191,9 @@ def test_top_p_bracket_per_row_edges():
     assert torch.equal(got[0], ref[0]), (got[0] != ref[0]).nonzero().flatten().tolist()
 
 
-@pytest.mark.parametrize("fused", [(32, 32, 32), (0, 0, 0), (0, 32, 0)],
-                         ids=["fused", "separate", "narrow_fused"])
-@pytest.mark.parametrize("from_logits", [False, True])
+@pytest.mark.parametrize("from_logits, fused", [
+    (False, (32, 32, 32)), (True, (32, 32, 32)), (False, (0, 0, 0)), (True, (0, 32, 0))],
+    ids=["probs-fused", "logits-fused", "probs-separate", "logits-narrow_fused"])
 def test_top_p_histogram_narrows_to_the_buffer(from_logits, fused, monkeypatch):
     """The histogram passes narrow the top-p bracket of N(0, 1) and N(0, 3)
     rows enough that compaction never overflows the 4096-slot buffer, and the
