@@ -33,6 +33,13 @@ HIST_BINS = 256    # bins per histogram pass (128 and 256 measured alike; 512 sl
 # measured yet (benchmarks/profile_fusion.py). Top-k and joint always fuse
 # (B=256: 300 us against 345).
 FUSE_ROWS = {"plan": 32, "narrow": 32, "select": 32}
+# A fused step relies on every store of a row's programs being visible to the
+# last one after its arrival atomic. Compiled for sm_90 that holds (a barrier,
+# then one thread's fence and atomic, which also empties the SM's L1). The
+# code compiled for AMD (gfx942) lets each wave reach the barrier without
+# waiting for its own stores, so on ROCm every step runs as a launch of its
+# own until this is checked on MI hardware (independent review, fifth session).
+_FUSE_OK = torch.version.hip is None
 # Tests and benchmarks/bracket_stats.py set this to look at a call's
 # workspaces (candidate counts, bracket states) after its launches.
 inspect = None
@@ -136,7 +143,8 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     common = (x, x.stride(0), vocab, batch, n_chunks, idx)
     fk = dict(HAS_K=call.top_k is not None, K_ROW=k_row, HAS_P=call.top_p is not None,
               P_ROW=p_row, JOINT=call.joint, CP2=cp2)
-    fuse = {step: filtered and (not bracket or n <= rows) for step, rows in FUSE_ROWS.items()}
+    fuse = {step: _FUSE_OK and filtered and (not bracket or n <= rows)
+            for step, rows in FUSE_ROWS.items()}
     launch(chunked.stats_kernel, grid,
            *common, t_ptr, t_val, wi.part, wf.part, wi.gm, wi.plan, k_ptr, k_val, p_ptr, p_val,
            wi.st, arrived_stats if filtered else dummy, WITH_GM=filtered, CHUNK=chunk,
@@ -159,7 +167,7 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
         launch(chunked.plan_kernel, (n,),
                wi.part, wf.part, wi.gm, wi.plan, n_chunks, batch, idx, x.stride(0), k_ptr, k_val,
                p_ptr, p_val, t_ptr, t_val, wi.st, GP2=cp2 * g_per_chunk,
-               G_PER_CHUNK=g_per_chunk, BRACKET=bracket, NS=HIST_PASSES, num_warps=8, **fk,
+               G_PER_CHUNK=g_per_chunk, BRACKET=bracket, NS=HIST_PASSES, num_warps=warps, **fk,
                **flags)
     cand = torch.empty(n * cap, dtype=torch.int64, device=dev)
     if bracket:
@@ -172,10 +180,12 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
                    wf.ab, wi.arrived, k, P_ROW=p_row, CHUNK=chunk, CP2=cp2, CAP=cap,
                    NARROW=fuse["narrow"], num_warps=warps, **hist, **flags)
             if not fuse["narrow"]:
+                # The warps of the fused form: the same reduction order, so
+                # a row's bracket, and token, do not depend on the batch size.
                 launch(narrow_kernel, (n,),
                        wi.part, wf.part, wi.plan, wi.st, wi.hist, wf.ab, k, n_chunks, batch, idx,
                        x.stride(0), p_ptr, p_val, t_ptr, t_val, P_ROW=p_row, CP2=cp2, CAP=cap,
-                       num_warps=4, **hist, **flags)
+                       num_warps=warps, **hist, **flags)
     sel = (*seeds, out, valid, k_ptr, k_val, p_ptr, p_val, m_ptr, m_val, t_ptr, t_val)
     sel_kw = dict(HAS_MINP=call.min_p is not None, MINP_ROW=m_row, CAP=cap, BLOCK=_block(vocab),
                   CHUNK=chunk, BRACKET=bracket, **stream, **fk, **flags)
@@ -185,7 +195,7 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     if not fuse["select"]:
         launch(chunked.select_kernel, (n,),
                *common, wi.part, wf.part, wi.plan, wi.count, cand, wf.above, wi.above, *sel,
-               num_warps=8, **sel_kw)
+               num_warps=warps, **sel_kw)
     if inspect is not None:
         passes = None
         if bracket:   # histogram passes that counted each row (its bracket state was active)
