@@ -450,7 +450,7 @@ def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, gm_ptr, 
         sel = (pos & (key >= lo) & (key <= hi)).to(tl.int32)
         n = tl.sum(sel)
         if n > 0:
-            start = tl.atomic_add(count_ptr + j, n)
+            start = tl.atomic_add(count_ptr + j, n, sem="relaxed")   # as the histogram bins
             slot = start + tl.cumsum(sel, axis=0) - sel
             packed = (key.to(tl.int64) << 32) | (0xFFFFFFFF - cols.to(tl.int64))
             tl.store(cand_ptr + j.to(tl.int64) * CAP + slot, packed, mask=(sel > 0) & (slot < CAP))
