@@ -190,8 +190,8 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     sel_kw = dict(HAS_MINP=call.min_p is not None, MINP_ROW=m_row, CAP=cap, BLOCK=_block(vocab),
                   CHUNK=chunk, BRACKET=bracket, **stream, **fk, **flags)
     launch(chunked.compact_kernel, grid,
-           *common, wi.part, wf.part, wi.plan, wi.count, cand, wf.above, wi.above,
-           arrived_compact, *sel, SELECT=fuse["select"], num_warps=warps, **sel_kw)
+           *common, wi.part, wf.part, wi.gm, wi.plan, wi.count, cand, wf.above, wi.above,
+           arrived_compact, *sel, GROUP=GROUP, SELECT=fuse["select"], num_warps=warps, **sel_kw)
     if not fuse["select"]:
         launch(chunked.select_kernel, (n,),
                *common, wi.part, wf.part, wi.plan, wi.count, cand, wf.above, wi.above, *sel,

@@ -406,21 +406,28 @@ def _to_row_scale(pf_ptr, b, m, ref, mul, inv_t, FROM_LOGITS: tl.constexpr):
 
 
 @triton.jit(do_not_specialize=_SIZES)
-def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr, count_ptr,
-                   cand_ptr, above_ptr, n_above_ptr, arrived_ptr, seed_ptr, seed_step, off_ptr,
+def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, gm_ptr, plan_ptr,
+                   count_ptr, cand_ptr, above_ptr, n_above_ptr, arrived_ptr, seed_ptr, seed_step,
+                   off_ptr,
                    off_step, out_ptr, valid_ptr, k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_val,
                    t_ptr, t_val, HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr,
                    HAS_K: tl.constexpr, K_ROW: tl.constexpr, HAS_P: tl.constexpr,
                    P_ROW: tl.constexpr, HAS_MINP: tl.constexpr, MINP_ROW: tl.constexpr,
                    T_ROW: tl.constexpr, JOINT: tl.constexpr, STREAM_IS_POS: tl.constexpr,
                    CP2: tl.constexpr, CAP: tl.constexpr, BLOCK: tl.constexpr,
-                   CHUNK: tl.constexpr, BRACKET: tl.constexpr, SELECT: tl.constexpr):
+                   CHUNK: tl.constexpr, GROUP: tl.constexpr, BRACKET: tl.constexpr,
+                   SELECT: tl.constexpr):
     """Chunk (j, c): append its tokens with ``lo <= key <= hi`` to row j's
     candidate buffer. With BRACKET (top-p alone, the bracket narrowed by the
     histogram passes) the count and mass (chunk scale) of the chunk's tokens
     above ``hi``, which are kept for sure, are stored too. With SELECT the
     row's last program to finish then draws its token (``select_row``);
     without, ``select_kernel`` does.
+
+    Only the 32-token groups whose largest key (``stats_kernel``) reaches
+    ``lo`` are read: the others hold no candidate and nothing above ``hi``,
+    and a masked-off load moves no memory. For top-k that is about k groups
+    of the row, a few hundred bytes each, instead of the whole row.
 
     The slot range comes from one atomic add on the row's counter (never a
     wait); slots past CAP are dropped and the counter records the overflow.
@@ -439,13 +446,15 @@ def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr
             j, idx_ptr, B, stride_row, t_ptr, 0, t_ptr, 1.0, t_ptr, 0.0, t_ptr, t_val,
             HAS_INDICES, False, False, False, False, False, False, FROM_LOGITS, T_ROW)
         cols = c * CHUNK + tl.arange(0, CHUNK)
-        v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
+        base = (j * C + c).to(tl.int64) * (CHUNK // GROUP)
+        need = tl.load(gm_ptr + base + tl.arange(0, CHUNK) // GROUP) >= lo
+        v, inb = row.load_where(x_ptr, row_off, cols, V, need, FROM_LOGITS)
         key = row.order_key(v, FROM_LOGITS)
         pos = row.positive(v, inb, FROM_LOGITS)
         sel = (pos & (key >= lo) & (key <= hi)).to(tl.int32)
         n = tl.sum(sel)
         if n > 0:
-            start = tl.atomic_add(count_ptr + j, n)
+            start = tl.atomic_add(count_ptr + j, n, sem="relaxed")   # as the histogram bins
             slot = start + tl.cumsum(sel, axis=0) - sel
             packed = (key.to(tl.int64) << 32) | (0xFFFFFFFF - cols.to(tl.int64))
             tl.store(cand_ptr + j.to(tl.int64) * CAP + slot, packed, mask=(sel > 0) & (slot < CAP))

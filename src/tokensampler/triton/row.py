@@ -27,11 +27,18 @@ NPIV: tl.constexpr = tl.constexpr(16)
 @triton.jit
 def load(x_ptr, row_off, cols, V, FROM_LOGITS: tl.constexpr):
     """A block of the row in float32 (exact for fp16/bf16), and the in-range mask."""
+    return load_where(x_ptr, row_off, cols, V, cols < V, FROM_LOGITS)
+
+
+@triton.jit
+def load_where(x_ptr, row_off, cols, V, need, FROM_LOGITS: tl.constexpr):
+    """``load``, reading only where ``need`` holds; elsewhere the value of a
+    token past the row's end (not positive), with ``inb`` unchanged."""
     inb = cols < V
     if FROM_LOGITS:
-        v = tl.load(x_ptr + row_off + cols, mask=inb, other=float("-inf")).to(tl.float32)
+        v = tl.load(x_ptr + row_off + cols, mask=inb & need, other=float("-inf")).to(tl.float32)
     else:
-        v = tl.load(x_ptr + row_off + cols, mask=inb, other=0.0).to(tl.float32)
+        v = tl.load(x_ptr + row_off + cols, mask=inb & need, other=0.0).to(tl.float32)
     return v, inb
 
 
