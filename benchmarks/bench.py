@@ -203,14 +203,14 @@ def run(cases, real, out_dir, progress=True):
     # A run stopped by `timeout` (SIGTERM) or Ctrl-C still writes what it measured.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        _measure(it, flashinfer, meta, real, rows)
+        _measure(it, flashinfer, meta, real, rows, out_dir)
     except KeyboardInterrupt:
         print(f"stopped early: {len(rows)} rows measured", file=sys.stderr)
     write(rows, meta, out_dir)
     return rows
 
 
-def _measure(it, flashinfer, meta, real, rows):
+def _measure(it, flashinfer, meta, real, rows, out_dir):
     for case in it:
         from_logits = op_spec(case.op)[0]
         elems = case.batch * case.vocab
@@ -235,9 +235,13 @@ def _measure(it, flashinfer, meta, real, rows):
             rows.append(row)
         del logits, inputs
         torch.cuda.empty_cache()
+        # Every cell lands on disk at once: a run killed outright (not just
+        # interrupted, which writes everything below) keeps what it measured.
+        write(rows, meta, out_dir, final=False)
 
 
-def write(rows, meta, out_dir):
+def write(rows, meta, out_dir, final=True):
+    """results.csv and results.md; with ``final``, also the plot and the table on stdout."""
     os.makedirs(out_dir, exist_ok=True)
     keys = ["op", "dist", "vocab", "batch", "provider", "median_us", "graph_us", "gbps",
             "error", "gpu", "torch", "triton", "flashinfer", "tokensampler", "python"]
@@ -276,8 +280,9 @@ def write(rows, meta, out_dir):
                   f"cells slower than FlashInfer: {sum(r > 1 for r in ratios)}."]
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    plot(rows, meta, os.path.join(out_dir, "latency.png"))
-    print("\n".join(lines))
+    if final:
+        plot(rows, meta, os.path.join(out_dir, "latency.png"))
+        print("\n".join(lines))
 
 
 def plot(rows, meta, path):
