@@ -408,9 +408,8 @@ def _to_row_scale(pf_ptr, b, m, ref, mul, inv_t, FROM_LOGITS: tl.constexpr):
 @triton.jit(do_not_specialize=_SIZES)
 def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, gm_ptr, plan_ptr,
                    count_ptr, cand_ptr, above_ptr, n_above_ptr, arrived_ptr, seed_ptr, seed_step,
-                   off_ptr,
-                   off_step, out_ptr, valid_ptr, k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_val,
-                   t_ptr, t_val, HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr,
+                   off_ptr, off_step, out_ptr, valid_ptr, k_ptr, k_val, p_ptr, p_val, mp_ptr,
+                   mp_val, t_ptr, t_val, HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr,
                    HAS_K: tl.constexpr, K_ROW: tl.constexpr, HAS_P: tl.constexpr,
                    P_ROW: tl.constexpr, HAS_MINP: tl.constexpr, MINP_ROW: tl.constexpr,
                    T_ROW: tl.constexpr, JOINT: tl.constexpr, STREAM_IS_POS: tl.constexpr,
