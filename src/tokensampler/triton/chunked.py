@@ -42,6 +42,12 @@ top-p alone (3 to 2 + HIST_PASSES reads plus one chunk, 2 + HIST_PASSES launches
     the bracket (float rounding, or bounds too loose after the last pass),
     takes the single-program path of kernels.py: bounded, slower, exact.
 
+Rows whose only filter is top-p draw by adaptive rejection
+(docs/semantics.md section 5). For now every such row takes the
+single-program path (``kernels.reject_row``) after the launches above: exact
+and bounded, but one program per row. The chunk-parallel form (draws
+checked by one read of the row, no threshold search) is the next step.
+
 Per-row steps run in the last program of the row to finish the launch
 before them (``arrive``: an atomic counter, zeroed per call; nothing waits
 for anything). Each launch costs 25-50 us of host time on the H100 machine's
@@ -61,7 +67,7 @@ import triton.language as tl
 
 from . import rng as trng
 from . import row
-from .kernels import _min_p_floor, _param, pick_chunk, race_key, sample_row, stream_of
+from .kernels import _min_p_floor, _param, pick_chunk, race_key, sample_row, stream_of, top_p_alone
 
 NI: tl.constexpr = tl.constexpr(6)   # int32 partials per chunk
 NF: tl.constexpr = tl.constexpr(3)   # float32 partials per chunk
@@ -145,7 +151,7 @@ def race_in_chunk(x_ptr, row_off, V, chunk, keep_floor, t, last, seed, offset, s
     key = row.order_key(v, FROM_LOGITS)
     keep = row.positive(v, inb, FROM_LOGITS) & (v >= keep_floor)
     keep &= (key > t) | ((key == t) & (cols <= last))
-    ex = trng.exponential(trng.block_bits(chunk * CHUNK, CHUNK, seed, offset, stream))
+    ex = trng.exponential(trng.block_bits(chunk * CHUNK, CHUNK, seed, offset, stream, 0))
     race = tl.where(keep, race_key(v, ex, ref, mul, FROM_LOGITS), float("-inf"))
     return tl.min(tl.where(race == tl.max(race), cols, INT_MAX))
 
@@ -297,7 +303,7 @@ def final_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, mass_ptr, 
             mass = tl.load(mass_ptr + b * mass_step, mask=m, other=0.0)
             log_mass = tl.where(mass > 0.0, tl.log(mass) + chunk_log_scale(
                 pf_ptr, b, m, ref, inv_t, FROM_LOGITS), float("-inf"))
-            chunk = pick_chunk(log_mass, cc, m, seed, offset, stream)
+            chunk = pick_chunk(log_mass, cc, m, seed, offset, stream, 0)
         token = race_in_chunk(x_ptr, row_off, V, chunk, floor, INT_MIN, INT_MAX, seed, offset,
                               stream, ref, mul, FROM_LOGITS, CHUNK)
     tl.store(out_ptr + j, tl.where(ok, token, 0).to(tl.int32))
@@ -524,7 +530,7 @@ def _select_bracket(x_ptr, row_off, V, C, j, pf_ptr, cand_ptr, above_ptr, n_abov
     if C > 1:
         mass = above + _chunk_masses(keep, w, idx, C, CP2, CHUNK)
         chunk = pick_chunk(tl.where(mass > 0.0, tl.log(mass), float("-inf")), cc, m, seed,
-                           offset, stream)
+                           offset, stream, 0)
     token = race_in_chunk(x_ptr, row_off, V, chunk, float("-inf"), t, last, seed, offset, stream,
                           ref, mul, FROM_LOGITS, CHUNK)
     return token, fallback
@@ -570,8 +576,8 @@ def _select_filtered(cand_ptr, j, count, k, p, mp, k_on, p_on, n_pos, vmax, ref,
         mass = _chunk_masses(keep, w, idx, C, CP2, CHUNK)
         cc = tl.arange(0, CP2)
         log_mass = tl.where(mass > 0.0, tl.log(mass), float("-inf"))
-        keep &= idx // CHUNK == pick_chunk(log_mass, cc, cc < C, seed, offset, stream)
-    e = trng.exponential(trng.token_bits(idx, seed, offset, stream))
+        keep &= idx // CHUNK == pick_chunk(log_mass, cc, cc < C, seed, offset, stream, 0)
+    e = trng.exponential(trng.token_bits(idx, seed, offset, stream, 0))
     race = tl.where(keep, race_key(v, e, ref, mul, FROM_LOGITS), float("-inf"))
     best = tl.max(race)
     token = tl.min(tl.where(keep & (race == best), idx, INT_MAX))
@@ -612,6 +618,9 @@ def select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
         p_on = HAS_P & (p < 1.0)
         stream = stream_of(j, STREAM_IS_POS)
         fallback = (bound == INT_MAX) | (count > CAP)
+        # Rows whose only filter is top-p draw by rejection, for now through
+        # the single-program path (kernels.reject_row).
+        fallback |= top_p_alone(k, mp, V, HAS_K, HAS_P, HAS_MINP)
         # The sort is sized to the candidates (top-k/joint: 256, 2048 or CAP
         # slots; the top-p bracket: 2048 or CAP); one branch runs.
         SMALL: tl.constexpr = 256 if CAP > 256 else CAP
