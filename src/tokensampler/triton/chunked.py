@@ -67,7 +67,8 @@ import triton.language as tl
 
 from . import rng as trng
 from . import row
-from .kernels import _min_p_floor, _param, pick_chunk, race_key, sample_row, stream_of, top_p_alone
+from .kernels import (_min_p_floor, _param, final_race, pick_chunk, race_key, sample_row,
+                      stream_of, top_p_alone)
 
 NI: tl.constexpr = tl.constexpr(6)   # int32 partials per chunk
 NF: tl.constexpr = tl.constexpr(3)   # float32 partials per chunk
@@ -141,17 +142,17 @@ def combine_stats(pi_ptr, pf_ptr, j, C, inv_t, FROM_LOGITS: tl.constexpr, CP2: t
 
 @triton.jit
 def race_in_chunk(x_ptr, row_off, V, chunk, keep_floor, t, last, seed, offset, stream, ref, mul,
-                  FROM_LOGITS: tl.constexpr, CHUNK: tl.constexpr):
-    """Stage two: the race winner among the kept tokens of ``chunk``: positive,
-    at least ``keep_floor`` (min-p; -inf keeps all) and in the prefix ``key > t``
-    or ``key == t`` at index <= ``last`` (``t = INT_MIN, last = INT_MAX`` keeps
-    all). One read of one chunk."""
+                  draw, FROM_LOGITS: tl.constexpr, CHUNK: tl.constexpr):
+    """Stage two of draw ``draw``: the race winner among the kept tokens of
+    ``chunk``: positive, at least ``keep_floor`` (min-p; -inf keeps all) and in
+    the prefix ``key > t`` or ``key == t`` at index <= ``last``
+    (``t = INT_MIN, last = INT_MAX`` keeps all). One read of one chunk."""
     cols = chunk * CHUNK + tl.arange(0, CHUNK)
     v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
     key = row.order_key(v, FROM_LOGITS)
     keep = row.positive(v, inb, FROM_LOGITS) & (v >= keep_floor)
     keep &= (key > t) | ((key == t) & (cols <= last))
-    ex = trng.exponential(trng.block_bits(chunk * CHUNK, CHUNK, seed, offset, stream, 0))
+    ex = trng.exponential(trng.block_bits(chunk * CHUNK, CHUNK, seed, offset, stream, draw))
     race = tl.where(keep, race_key(v, ex, ref, mul, FROM_LOGITS), float("-inf"))
     return tl.min(tl.where(race == tl.max(race), cols, INT_MAX))
 
@@ -173,17 +174,20 @@ def arrive(counter_ptr, C):
 
 @triton.jit(do_not_specialize=_SIZES)
 def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_ptr, gm_ptr,
-                 plan_ptr, k_ptr, k_val, p_ptr, p_val, st_ptr, arrived_ptr,
+                 plan_ptr, k_ptr, k_val, p_ptr, p_val, st_ptr, arrived_ptr, seed_ptr, seed_step,
+                 off_ptr, off_step, out_ptr, valid_ptr,
                  HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, T_ROW: tl.constexpr,
                  WITH_GM: tl.constexpr, CHUNK: tl.constexpr, GROUP: tl.constexpr,
                  PLAN: tl.constexpr, HAS_K: tl.constexpr, K_ROW: tl.constexpr,
                  HAS_P: tl.constexpr, P_ROW: tl.constexpr, JOINT: tl.constexpr,
                  CP2: tl.constexpr, GP2: tl.constexpr, BRACKET: tl.constexpr,
-                 NS: tl.constexpr):
+                 NS: tl.constexpr, REJECT: tl.constexpr, STREAM_IS_POS: tl.constexpr,
+                 DRAWS: tl.constexpr):
     """Chunk (j, c): its statistics and its mass in its own scale (the plain
     sampler's chunk weight); with WITH_GM the maxima of its 32-token groups.
     One read of the chunk. With PLAN (top-k, top-p), the row's last program
-    to finish then plans its candidates (``plan_row``)."""
+    to finish then plans its candidates (``plan_row``), or with REJECT (top-p
+    alone) makes the first round of draws (``first_draws``)."""
     j = tl.program_id(0)
     c = tl.program_id(1)
     ok, row_off, _k, _p, _m, greedy, inv_t = request(
@@ -224,9 +228,16 @@ def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_p
         tl.store(gm_ptr + base * G + tl.arange(0, G), gk)
     if PLAN:
         if arrive(arrived_ptr + j, C):
-            plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, C, B, idx_ptr, stride_row, k_ptr, k_val,
-                     p_ptr, p_val, t_ptr, t_val, st_ptr, HAS_INDICES, FROM_LOGITS, HAS_K, K_ROW,
-                     HAS_P, P_ROW, T_ROW, JOINT, CP2, GP2, CHUNK // GROUP, BRACKET, NS)
+            if REJECT:
+                first_draws(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
+                            st_ptr, seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr,
+                            t_ptr, t_val, HAS_INDICES, FROM_LOGITS, T_ROW, STREAM_IS_POS, CP2,
+                            CHUNK, DRAWS)
+            else:
+                plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, C, B, idx_ptr, stride_row, k_ptr,
+                         k_val, p_ptr, p_val, t_ptr, t_val, st_ptr, HAS_INDICES, FROM_LOGITS,
+                         HAS_K, K_ROW, HAS_P, P_ROW, T_ROW, JOINT, CP2, GP2, CHUNK // GROUP,
+                         BRACKET, NS)
 
 
 @triton.jit
@@ -305,9 +316,154 @@ def final_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, mass_ptr, 
                 pf_ptr, b, m, ref, inv_t, FROM_LOGITS), float("-inf"))
             chunk = pick_chunk(log_mass, cc, m, seed, offset, stream, 0)
         token = race_in_chunk(x_ptr, row_off, V, chunk, floor, INT_MIN, INT_MAX, seed, offset,
-                              stream, ref, mul, FROM_LOGITS, CHUNK)
+                              stream, ref, mul, 0, FROM_LOGITS, CHUNK)
     tl.store(out_ptr + j, tl.where(ok, token, 0).to(tl.int32))
     tl.store(valid_ptr + j, ok)
+
+
+# --- top-p alone: adaptive rejection (docs/semantics.md section 5) ----------
+
+@triton.jit
+def _draw_round(k, x_ptr, row_off, V, C, log_mass, t, last, seed, offset, stream, ref, mul,
+                draws_ptr, FROM_LOGITS: tl.constexpr, CP2: tl.constexpr, CHUNK: tl.constexpr,
+                DRAWS: tl.constexpr):
+    """Round k's DRAWS draws from the set ``key > t`` or ``key == t`` at index
+    <= ``last``, whose log mass per chunk is ``log_mass``: a chunk each, then
+    the race in it (one chunk read a draw)."""
+    cc = tl.arange(0, CP2)
+    for r in tl.static_range(DRAWS):
+        q = k * DRAWS + r
+        chunk = tl.zeros([], tl.int32)
+        if C > 1:
+            chunk = pick_chunk(log_mass, cc, cc < C, seed, offset, stream, q)
+        d = race_in_chunk(x_ptr, row_off, V, chunk, float("-inf"), t, last, seed, offset, stream,
+                          ref, mul, q, FROM_LOGITS, CHUNK)
+        tl.store(draws_ptr + r, d)
+
+
+@triton.jit
+def first_draws(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr, st_ptr,
+                seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr, t_ptr, t_val,
+                HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, T_ROW: tl.constexpr,
+                STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr, CHUNK: tl.constexpr,
+                DRAWS: tl.constexpr):
+    """Output j (the last of its row's ``stats_kernel`` programs): round 0's
+    draws from the whole row, chunks by the stats' masses (``st[j] = 0``); an
+    invalid or greedy row gets its answer here (``st[j] = -1``). A row
+    decided in round k ends with ``st[j] = -2 - k``; by the final race,
+    ``-2 - ROUNDS``."""
+    ok, row_off, _k, _p, _m, greedy, inv_t = request(
+        j, idx_ptr, B, stride_row, t_ptr, 0, t_ptr, 1.0, t_ptr, 0.0, t_ptr, t_val,
+        HAS_INDICES, False, False, False, False, False, False, FROM_LOGITS, T_ROW)
+    bad, kmax, kmin, amax, n_pos, n_max, vmax, ref, mul, total = combine_stats(
+        pi_ptr, pf_ptr, j, C, inv_t, FROM_LOGITS, CP2)
+    ok &= (bad == 0) & (n_pos > 0)
+    if ok & ~greedy:
+        cc = tl.arange(0, CP2)
+        m = cc < C
+        b = (j * C + cc).to(tl.int64)
+        mass = tl.load(pf_ptr + b * NF + 2, mask=m, other=0.0)
+        log_mass = tl.where(mass > 0.0, tl.log(mass) + chunk_log_scale(
+            pf_ptr, b, m, ref, inv_t, FROM_LOGITS), float("-inf"))
+        _draw_round(0, x_ptr, row_off, V, C, log_mass, INT_MIN, INT_MAX,
+                    tl.load(seed_ptr + j * seed_step), tl.load(off_ptr + j * off_step),
+                    stream_of(j, STREAM_IS_POS), ref, mul, draws_ptr + j * DRAWS, FROM_LOGITS,
+                    CP2, CHUNK, DRAWS)
+        tl.store(st_ptr + j, 0)
+    else:
+        tl.store(st_ptr + j, -1)
+        tl.store(out_ptr + j, tl.where(ok, amax, 0).to(tl.int32))
+        tl.store(valid_ptr + j, ok)
+
+
+@triton.jit(do_not_specialize=_SIZES)
+def check_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr, st_ptr,
+                 part_ptr, arrived_ptr, k, seed_ptr, seed_step, off_ptr, off_step, out_ptr,
+                 valid_ptr, p_ptr, p_val, t_ptr, t_val, HAS_INDICES: tl.constexpr,
+                 FROM_LOGITS: tl.constexpr, P_ROW: tl.constexpr, T_ROW: tl.constexpr,
+                 STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr, CHUNK: tl.constexpr,
+                 BLOCK: tl.constexpr, DRAWS: tl.constexpr, ROUNDS: tl.constexpr):
+    """Round k of top-p alone, chunk (j, c): for each of the row's DRAWS
+    draws, the mass (chunk scale) of the chunk's tokens before it in the
+    order (docs/semantics.md section 3), as one 2-D reduction. One read of
+    the chunk; rows decided in an earlier round read nothing. The row's last
+    program to finish then decides (``decide_round``)."""
+    j = tl.program_id(0)
+    c = tl.program_id(1)
+    if tl.load(st_ptr + j) == k:
+        ok, row_off, _k, p, _m, greedy, inv_t = request(
+            j, idx_ptr, B, stride_row, p_ptr, 0, p_ptr, p_val, p_ptr, 0.0, t_ptr, t_val,
+            HAS_INDICES, False, False, True, P_ROW, False, False, FROM_LOGITS, T_ROW)
+        base = (j * C + c).to(tl.int64)
+        r = tl.arange(0, DRAWS)
+        d = tl.load(draws_ptr + j * DRAWS + r)
+        dkey = row.order_key(tl.load(x_ptr + row_off + d).to(tl.float32), FROM_LOGITS)
+        cols = c * CHUNK + tl.arange(0, CHUNK)
+        v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
+        key = row.order_key(v, FROM_LOGITS)
+        shift, factor = _chunk_scale(pf_ptr, base, inv_t, FROM_LOGITS)
+        w = _local_weight(v, row.positive(v, inb, FROM_LOGITS), shift, factor, inv_t,
+                          FROM_LOGITS)
+        before = (key[:, None] > dkey[None, :]) | ((key[:, None] == dkey[None, :])
+                                                  & (cols[:, None] < d[None, :]))
+        tl.store(part_ptr + base * DRAWS + r, tl.sum(tl.where(before, w[:, None], 0.0), axis=0))
+        if arrive(arrived_ptr + j, C):
+            decide_round(j, k, x_ptr, row_off, V, C, pi_ptr, pf_ptr, draws_ptr, st_ptr, part_ptr,
+                         seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr, p, inv_t,
+                         FROM_LOGITS, STREAM_IS_POS, CP2, CHUNK, BLOCK, DRAWS, ROUNDS)
+
+
+@triton.jit
+def decide_round(j, k, x_ptr, row_off, V, C, pi_ptr, pf_ptr, draws_ptr, st_ptr, part_ptr,
+                 seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr, p, inv_t,
+                 FROM_LOGITS: tl.constexpr, STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr,
+                 CHUNK: tl.constexpr, BLOCK: tl.constexpr, DRAWS: tl.constexpr,
+                 ROUNDS: tl.constexpr):
+    """Output j after round k: the first kept draw (the mass before it below
+    ``top_p * W``, or it is the first of the order) is the token. If none is,
+    every kept token lies before the earliest draw: the next round draws from
+    those tokens (their chunk masses are that draw's sums), and after the last
+    round the race over the kept tokens runs in this program (``final_race``:
+    at most 8 + 1 passes and one chunk)."""
+    bad, kmax, kmin, amax, n_pos, n_max, vmax, ref, mul, total = combine_stats(
+        pi_ptr, pf_ptr, j, C, inv_t, FROM_LOGITS, CP2)
+    r = tl.arange(0, DRAWS)
+    d = tl.load(draws_ptr + j * DRAWS + r)
+    cc = tl.arange(0, CP2)
+    m = cc < C
+    b = (j * C + cc).to(tl.int64)
+    fac = _to_row_scale(pf_ptr, b, m, ref, mul, inv_t, FROM_LOGITS)
+    part = tl.load(part_ptr + b[:, None] * DRAWS + r[None, :], mask=m[:, None], other=0.0)
+    before = tl.sum(part * fac[:, None], axis=0)
+    kept = (before < p * total) | (d == amax)
+    kept = kept | (r * 0 + (p >= 1.0).to(tl.int32) > 0)
+    first = tl.min(tl.where(kept, r, DRAWS))
+    seed = tl.load(seed_ptr + j * seed_step)
+    offset = tl.load(off_ptr + j * off_step)
+    stream = stream_of(j, STREAM_IS_POS)
+    if first < DRAWS:
+        tl.store(out_ptr + j, tl.sum(tl.where(r == first, d, 0)))
+        tl.store(valid_ptr + j, True)
+        tl.store(st_ptr + j, -2 - k)
+    else:
+        dkey = row.order_key(tl.load(x_ptr + row_off + d).to(tl.float32), FROM_LOGITS)
+        top = tl.max(dkey)
+        early = tl.min(tl.where(dkey == top, d, INT_MAX))
+        if k + 1 < ROUNDS:
+            # The chunk masses of the tokens before the earliest draw (one
+            # column: a token drawn twice has two equal ones).
+            pick = r == tl.min(tl.where(d == early, r, DRAWS))
+            mass = tl.sum(tl.where(pick[None, :], part, 0.0), axis=1) * fac
+            log_mass = tl.where(mass > 0.0, tl.log(mass), float("-inf"))
+            _draw_round(k + 1, x_ptr, row_off, V, C, log_mass, top, early - 1, seed, offset,
+                        stream, ref, mul, draws_ptr + j * DRAWS, FROM_LOGITS, CP2, CHUNK, DRAWS)
+            tl.store(st_ptr + j, k + 1)
+        else:
+            token = final_race(x_ptr, row_off, V, p, kmax, kmin, amax, n_pos, ref, mul, total,
+                               seed, offset, stream, FROM_LOGITS, BLOCK, CHUNK, CP2)
+            tl.store(out_ptr + j, token)
+            tl.store(valid_ptr + j, True)
+            tl.store(st_ptr + j, -2 - ROUNDS)
 
 
 @triton.jit
@@ -532,7 +688,7 @@ def _select_bracket(x_ptr, row_off, V, C, j, pf_ptr, cand_ptr, above_ptr, n_abov
         chunk = pick_chunk(tl.where(mass > 0.0, tl.log(mass), float("-inf")), cc, m, seed,
                            offset, stream, 0)
     token = race_in_chunk(x_ptr, row_off, V, chunk, float("-inf"), t, last, seed, offset, stream,
-                          ref, mul, FROM_LOGITS, CHUNK)
+                          ref, mul, 0, FROM_LOGITS, CHUNK)
     return token, fallback
 
 

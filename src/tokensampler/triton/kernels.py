@@ -268,6 +268,25 @@ def reject_row(x_ptr, row_off, V, t, r, ref, mul, seed, offset, stream, amax,
 
 
 @triton.jit
+def final_race(x_ptr, row_off, V, p, kmax, kmin, amax, n_pos, ref, mul, total, seed, offset,
+               stream, FROM_LOGITS: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr,
+               CP2: tl.constexpr):
+    """Top-p alone after its last round of draws: the race over the kept
+    prefix with draw ROUNDS * DRAWS (the search, at most 8 passes, then 1
+    pass and one chunk)."""
+    t, r, length, _ = _prefix(x_ptr, row_off, V, 0, p, kmax, kmin, n_pos, ref, mul, total,
+                              False, True, False, False, FROM_LOGITS, BLOCK)
+    token = amax
+    if length > 1:
+        log_mass, ties_before = _set_masses(x_ptr, row_off, V, t, r, 2147483647, float("-inf"),
+                                            ref, mul, FROM_LOGITS, BLOCK, CHUNK, CP2)
+        token = _race_set(x_ptr, row_off, V, t, r, 2147483647, float("-inf"), ref, mul, seed,
+                          offset, stream, ROUNDS * DRAWS, log_mass, ties_before, amax,
+                          FROM_LOGITS, BLOCK, CHUNK, CP2)
+    return token
+
+
+@triton.jit
 def sample_row(x_ptr, row_off, V, j, k, p, mp, kmax, kmin, amax, n_pos, vmax, ref, mul, total,
                seed, offset, HAS_K: tl.constexpr, HAS_P: tl.constexpr, HAS_MINP: tl.constexpr,
                JOINT: tl.constexpr, STREAM_IS_POS: tl.constexpr, FROM_LOGITS: tl.constexpr,
