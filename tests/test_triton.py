@@ -134,7 +134,8 @@ def test_filters_match_reference(vocab, batch):
         assert torch.equal(got, ref)
 
 
-def test_out_of_range_device_values_make_rows_invalid():
+@pytest.mark.parametrize("vocab", [50, 5000])
+def test_out_of_range_device_values_make_rows_invalid(vocab):
     """What params.py leaves unchecked on accelerators, the kernels report as invalid.
 
     On the CPU the check happens on the host, so this drives the backend directly.
@@ -142,7 +143,7 @@ def test_out_of_range_device_values_make_rows_invalid():
     from tokensampler import dispatch
     from tokensampler.params import sampling_call
 
-    logits, probs = make_inputs(4, 50, seed=1)
+    logits, probs = make_inputs(4, vocab, seed=1)
     call = sampling_call("t", probs, from_logits=False, top_p=torch.full((4,), 0.5, device=DEVICE),
                          seed=1)
     bad_p = torch.tensor([0.5, 1.5, float("nan"), -0.1], device=DEVICE)

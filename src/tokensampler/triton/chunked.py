@@ -231,8 +231,8 @@ def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_p
             if REJECT:
                 first_draws(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
                             st_ptr, seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr,
-                            t_ptr, t_val, HAS_INDICES, FROM_LOGITS, T_ROW, STREAM_IS_POS, CP2,
-                            CHUNK, DRAWS)
+                            p_ptr, p_val, t_ptr, t_val, HAS_INDICES, FROM_LOGITS, P_ROW, T_ROW,
+                            STREAM_IS_POS, CP2, CHUNK, DRAWS)
             else:
                 plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, C, B, idx_ptr, stride_row, k_ptr,
                          k_val, p_ptr, p_val, t_ptr, t_val, st_ptr, HAS_INDICES, FROM_LOGITS,
@@ -343,18 +343,18 @@ def _draw_round(k, x_ptr, row_off, V, C, log_mass, t, last, seed, offset, stream
 
 @triton.jit
 def first_draws(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr, st_ptr,
-                seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr, t_ptr, t_val,
-                HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, T_ROW: tl.constexpr,
-                STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr, CHUNK: tl.constexpr,
-                DRAWS: tl.constexpr):
+                seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr, p_ptr, p_val, t_ptr,
+                t_val, HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, P_ROW: tl.constexpr,
+                T_ROW: tl.constexpr, STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr,
+                CHUNK: tl.constexpr, DRAWS: tl.constexpr):
     """Output j (the last of its row's ``stats_kernel`` programs): round 0's
     draws from the whole row, chunks by the stats' masses (``st[j] = 0``); an
     invalid or greedy row gets its answer here (``st[j] = -1``). A row
     decided in round k ends with ``st[j] = -2 - k``; by the final race,
     ``-2 - ROUNDS``."""
     ok, row_off, _k, _p, _m, greedy, inv_t = request(
-        j, idx_ptr, B, stride_row, t_ptr, 0, t_ptr, 1.0, t_ptr, 0.0, t_ptr, t_val,
-        HAS_INDICES, False, False, False, False, False, False, FROM_LOGITS, T_ROW)
+        j, idx_ptr, B, stride_row, p_ptr, 0, p_ptr, p_val, p_ptr, 0.0, t_ptr, t_val,
+        HAS_INDICES, False, False, True, P_ROW, False, False, FROM_LOGITS, T_ROW)
     bad, kmax, kmin, amax, n_pos, n_max, vmax, ref, mul, total = combine_stats(
         pi_ptr, pf_ptr, j, C, inv_t, FROM_LOGITS, CP2)
     ok &= (bad == 0) & (n_pos > 0)
