@@ -376,7 +376,7 @@ def first_draws(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_pt
         tl.store(valid_ptr + j, ok)
 
 
-@triton.jit(do_not_specialize=_SIZES)
+@triton.jit(do_not_specialize=_SIZES + ["k"])
 def check_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr, st_ptr,
                  part_ptr, arrived_ptr, k, seed_ptr, seed_step, off_ptr, off_step, out_ptr,
                  valid_ptr, p_ptr, p_val, t_ptr, t_val, HAS_INDICES: tl.constexpr,
@@ -443,7 +443,7 @@ def decide_round(j, k, x_ptr, row_off, V, C, pi_ptr, pf_ptr, draws_ptr, st_ptr, 
     stream = stream_of(j, STREAM_IS_POS)
     if first < DRAWS:
         tl.store(out_ptr + j, tl.sum(tl.where(r == first, d, 0)))
-        tl.store(valid_ptr + j, True)
+        tl.store(valid_ptr + j, k >= 0)   # a decided row is valid
         tl.store(st_ptr + j, -2 - k)
     else:
         dkey = row.order_key(tl.load(x_ptr + row_off + d).to(tl.float32), FROM_LOGITS)
@@ -462,7 +462,7 @@ def decide_round(j, k, x_ptr, row_off, V, C, pi_ptr, pf_ptr, draws_ptr, st_ptr, 
             token = final_race(x_ptr, row_off, V, p, kmax, kmin, amax, n_pos, ref, mul, total,
                                seed, offset, stream, FROM_LOGITS, BLOCK, CHUNK, CP2)
             tl.store(out_ptr + j, token)
-            tl.store(valid_ptr + j, True)
+            tl.store(valid_ptr + j, k >= 0)   # a decided row is valid
             tl.store(st_ptr + j, -2 - ROUNDS)
 
 
