@@ -1,34 +1,61 @@
 #!/usr/bin/env bash
 # What every kernel change runs on the GPU machine (no network there): the
 # wheels in .whl/ (FlashInfer and pytest, see benchmarks/RESULTS.md), the GPU
-# test suite, the agreement run, the per-kernel profile, a hostile-row campaign
-# and compute-sanitizer over every op. Output under $OUT.
+# test suite, the agreement run, a hostile-row campaign, the per-kernel
+# profile and compute-sanitizer over every op. Output under $OUT (8 files at
+# most, what the device tool brings back).
 #   OUT=/tmp/out bash benchmarks/gpu_check.sh
-# SKIP_SANITIZE=1 skips the compute-sanitizer step (it needs a machine that
-# allows it: the H100 kind did, the H200 one did not); BENCH="..." adds a
-# bench.py run with those arguments.
-set -euo pipefail
+# The correctness jobs compile many kernel variants, so they run side by side
+# (the suite alone took over 8 minutes serially, past one call's 10): on a
+# machine with two GPUs they use the second, and the timed profile runs on the
+# first at the same time; with one GPU the profile waits for them.
+# The first GPU then runs compute-sanitizer too (SKIP_SANITIZE=1 skips it).
+# BENCH="..." adds a bench.py run with those arguments (3 more files: use it
+# with SKIP_SANITIZE=1 to stay within 8). LIMIT=seconds bounds each
+# correctness job (default 480). One call of the device tool holds all of it
+# on a two-GPU kind; on one GPU, run the sanitizers in a second call.
+set -uo pipefail
 OUT=${OUT:-gpu-check}
+LIMIT=${LIMIT:-480}
 mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl 2>&1 | grep -v "Location" || true
 export PYTHONPATH=/tmp/site:$PWD/src:$PWD/tests PYTHONUNBUFFERED=1 FLASHINFER_CUDA_ARCH_LIST=9.0
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/card.txt"
-python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider 2>&1 | tail -4 | tee "$OUT/gpu_tests.txt"
-python3 benchmarks/agreement.py --rows 1000000 2>&1 | tail -12 | tee "$OUT/agreement.txt"
-python3 benchmarks/profile_kernels.py 2>&1 | grep -v Warn | tee "$OUT/kernels.txt"
-# Hostile rows through every sampler under the watchdog (the 10^6-row run is
-# benchmarks/gpu_reliability.sh; this smaller one goes with every kernel change).
-python3 tests/campaign.py --rows "${CAMPAIGN_ROWS:-100000}" --json "$OUT/campaign.json" 2>&1 \
-    | tail -12 | tee "$OUT/campaign.txt"
-if [ -z "${SKIP_SANITIZE:-}" ]; then
-    # Every op through the kernels at V=5000 (two chunks, the top-p bracket):
-    # no invalid access, no shared-memory hazard (docs/reliability.md section 5).
-    compute-sanitizer --tool memcheck --error-exitcode 7 python3 tests/sanitize_ops.py 5000 \
-        2>&1 | tail -3 | tee "$OUT/memcheck.txt"
-    compute-sanitizer --tool racecheck --print-limit 100 python3 tests/sanitize_ops.py 5000 --fp32 \
-        2>&1 | tail -3 | tee "$OUT/racecheck.txt"
-fi
+GPUS=$(nvidia-smi -L | wc -l)
+CHECK_GPU=$(( GPUS > 1 ? 1 : 0 ))
+tmp=$(mktemp -d)
+(
+    export CUDA_VISIBLE_DEVICES=$CHECK_GPU
+    timeout -s TERM "$LIMIT" python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider \
+        -k large_sizes > "$tmp/large.txt" 2>&1 &
+    timeout -s TERM "$LIMIT" python3 -m pytest -v -m gpu tests/test_gpu.py -p no:cacheprovider \
+        -k "not large_sizes" --durations=5 > "$tmp/rest.txt" 2>&1 &
+    timeout -s TERM "$LIMIT" python3 benchmarks/agreement.py --rows 1000000 > "$tmp/agr.txt" 2>&1 &
+    # Hostile rows through every sampler under the watchdog (the 10^6-row run is
+    # benchmarks/gpu_reliability.sh; this smaller one goes with every kernel change).
+    timeout -s TERM "$LIMIT" python3 tests/campaign.py --rows "${CAMPAIGN_ROWS:-100000}" \
+        --json "$tmp/campaign.json" > "$tmp/camp.txt" 2>&1 &
+    wait
+) &
+checks=$!
+if [ "$GPUS" -le 1 ]; then wait "$checks"; fi
+python3 benchmarks/profile_kernels.py 2>&1 | grep -v Warn > "$OUT/kernels.txt"
 if [ -n "${BENCH:-}" ]; then
     python3 benchmarks/bench.py --out "$OUT/bench" $BENCH 2>&1 | tail -2
 fi
+if [ -z "${SKIP_SANITIZE:-}" ]; then
+    # Every op through the kernels at V=5000 (two chunks of every path):
+    # no invalid access, no shared-memory hazard (docs/reliability.md section 5).
+    compute-sanitizer --tool memcheck --error-exitcode 7 python3 tests/sanitize_ops.py 5000 \
+        2>&1 | tail -3 > "$OUT/memcheck.txt"
+    compute-sanitizer --tool racecheck --print-limit 100 python3 tests/sanitize_ops.py 5000 --fp32 \
+        2>&1 | tail -3 > "$OUT/racecheck.txt"
+fi
+wait "$checks"
+{ grep -v "^$" "$tmp/large.txt" | tail -4; grep "PASSED\|FAILED\|ERROR\|passed\|failed\|s call" "$tmp/rest.txt"; } \
+    > "$OUT/gpu_tests.txt"
+tail -12 "$tmp/agr.txt" > "$OUT/agreement.txt"
+tail -12 "$tmp/camp.txt" > "$OUT/campaign.txt"
+tail -n +1 "$OUT"/*.txt
+rm -rf "$tmp"
