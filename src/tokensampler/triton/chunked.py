@@ -42,11 +42,22 @@ top-p alone (3 to 2 + HIST_PASSES reads plus one chunk, 2 + HIST_PASSES launches
     the bracket (float rounding, or bounds too loose after the last pass),
     takes the single-program path of kernels.py: bounded, slower, exact.
 
-Rows whose only filter is top-p draw by adaptive rejection
-(docs/semantics.md section 5). For now every such row takes the
-single-program path (``kernels.reject_row``) after the launches above: exact
-and bounded, but one program per row. The chunk-parallel form (draws
-checked by one read of the row, no threshold search) is the next step.
+Top-p alone by adaptive rejection (docs/semantics.md section 5; 1 +
+ROUNDS launches and a memset, where per-row steps fuse):
+    ``stats_kernel(REJECT)``: the row's last program makes round 0's DRAWS
+    draws (``first_draws``: a chunk by the stats' masses, then one chunk read
+    each). Each ``check_kernel`` launch reads the rows still open once and
+    sums, per chunk, the mass before each draw in the order; the row's last
+    program (``decide_round``) takes the first draw whose prefix mass is
+    below ``top_p * W``, or draws the next round from the tokens before the
+    earliest draw (their chunk masses are those sums), or after the last
+    round runs the race over the kept tokens itself (``final_race``: the
+    threshold search, at most 8 passes, then 1 pass and one chunk). A row
+    decided in round 0 is read twice. No threshold is searched for unless
+    every round fails, about ``(1 - p)**4`` of rows per round.
+    Where steps do not fuse (ROCm), and for rows of per-request top-k calls
+    whose top-k is off, top-p alone goes through the histogram bracket below
+    and the single-program ``kernels.reject_row`` (bounded, slower).
 
 Per-row steps run in the last program of the row to finish the launch
 before them (``arrive``: an atomic counter, zeroed per call; nothing waits
