@@ -290,6 +290,22 @@ def test_top_p_rejection_rounds_match_reference(vocab, monkeypatch):
     assert stages >= {0, 1, tt.ROUNDS}, stages
 
 
+def test_top_p_rejection_on_denormal_chunks():
+    """Chunks of denormal probs beside normal ones: their masses reach the
+    row's scale as 2**(e_chunk - e_row) in one step (2**e_chunk alone is 0
+    for a denormal chunk, and the draws' prefix masses went wrong; found by
+    the hostile-row campaign)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 4100, generator=g) * 1e-39
+    x[:, ::3] *= 4
+    x[4:, :2000] = torch.rand(4, 2000, generator=g) * 1e-3
+    x = x.to(DEVICE)
+    for p in (0.3, 0.9):
+        ref = ts.top_p_sampling_from_probs(x, p, seed=5, return_valid=True, backend="reference")
+        got = ts.top_p_sampling_from_probs(x, p, seed=5, return_valid=True, backend="triton")
+        assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]), p
+
+
 def test_select_sorts_sized_to_the_candidates(monkeypatch):
     """select_row sorts 256, 2048 or 4096 slots by the row's candidate
     count; rows whose counts fall in each size match the reference."""

@@ -574,8 +574,11 @@ def _to_row_scale(pf_ptr, b, m, ref, mul, inv_t, FROM_LOGITS: tl.constexpr):
         cm = tl.load(pf_ptr + b * NF, mask=m, other=float("-inf"))
         return tl.where(cm > float("-inf"), tl.exp((cm - ref) * inv_t), 0.0)
     else:
+        # 2**(e_c - e_row) in one step: 2**e_c alone is 0 for a chunk of
+        # denormals (e_c = -127), whose mass would vanish. mul = 2**-e_row.
         e = tl.load(pf_ptr + b * NF + 1, mask=m, other=-127.0).to(tl.int32)
-        return row.pow2(e) * mul
+        minus_e_row = ((mul.to(tl.int32, bitcast=True) >> 23) & 0xFF) - 127
+        return row.pow2(e + minus_e_row)
 
 
 @triton.jit(do_not_specialize=_SIZES)
