@@ -3,6 +3,7 @@
     python benchmarks/profile_kernels.py
 """
 import torch
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 import tokensampler as ts
 for B in (256, 1024):
@@ -26,3 +27,7 @@ for B in (256, 1024):
         rows.sort(key=lambda r: -r[1])
         total = sum(r[1] for r in rows)
         print(f"B={B} {name}: {total:.0f} us GPU; " + "; ".join(f"{k[:22]} x{c} {t:.0f}" for k, t, c in rows[:8]))
+        # The launches of one call in order (the rounds of one kernel apart).
+        kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+        per_call = len(kernels) // 5
+        print("    " + ", ".join(f"{e.name[:14]} {e.device_time:.0f}" for e in kernels[:per_call]))

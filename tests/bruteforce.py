@@ -16,7 +16,9 @@ torch). Everything is per token and per output in plain Python:
   decision;
 * the two-stage exponential race with ``math.log`` / ``math.log1p``: rows
   longer than 4096 tokens first race their chunks of 4096 by kept mass
-  (``math.fsum``), then the tokens of the winning chunk.
+  (``math.fsum``), then the tokens of the winning chunk; top-p alone by
+  adaptive rejection (rounds of draws from the whole row, then from the
+  tokens before the round's earliest draw).
 
 Conventions: a "row" is a list of Python floats (the input's exact values,
 already widened from float32/float16/bfloat16). Parameters are raw user
@@ -64,24 +66,25 @@ def philox4x32_10(counter, key, rounds=10):
     return c0, c1, c2, c3
 
 
-def token_bits(seed: int, offset: int, stream: int, token: int) -> int:
-    """The 32 random bits of one (output, token) pair.
+def token_bits(seed: int, offset: int, stream: int, token: int, draw: int = 0) -> int:
+    """The 32 random bits of one (output, token) pair of draw ``draw``.
 
     ``seed`` / ``offset`` are Python ints read as 64-bit two's complement
     (negative values and values up to 2**64 - 1 both work).
     """
     key = (seed & MASK32, (seed >> 32) & MASK32)
-    counter = (token // 4, stream, offset & MASK32, (offset >> 32) & MASK32)
+    counter = (draw * 2**27 + token // 4, stream, offset & MASK32, (offset >> 32) & MASK32)
     return philox4x32_10(counter, key)[token % 4]
 
 
 CHUNK = 4096
 
 
-def chunk_bits(seed: int, offset: int, stream: int, chunk: int) -> int:
+def chunk_bits(seed: int, offset: int, stream: int, chunk: int, draw: int = 0) -> int:
     """The 32 random bits of one (output, chunk) pair: the token layout at c0 + 2**31."""
     key = (seed & MASK32, (seed >> 32) & MASK32)
-    counter = ((1 << 31) + chunk // 4, stream, offset & MASK32, (offset >> 32) & MASK32)
+    counter = ((1 << 31) + draw * 2**27 + chunk // 4, stream, offset & MASK32,
+               (offset >> 32) & MASK32)
     return philox4x32_10(counter, key)[chunk % 4]
 
 
@@ -250,21 +253,52 @@ def brute_sample(row, from_logits, top_k=None, top_p=None, min_p=None, temperatu
         m = max(row)
         return min(i for i, v in enumerate(row) if v == m), True
     keep = brute_keep_mask(w, order, top_k, top_p, min_p, joint)
+    k_on = top_k is not None and 0 < top_k < len(row)
+    m_on = min_p is not None and f32(min_p) > 0
+    if top_p is not None and not k_on and not m_on:
+        return brute_rejection(w, keep, order, seed, offset, stream), True
+    return two_stage(w, keep, seed, offset, stream, 0), True
+
+
+def two_stage(w, allowed, seed, offset, stream, draw):
+    """The two-stage race over the ``allowed`` tokens with draw ``draw``'s numbers:
+    rows longer than 4096 tokens first race their chunks of 4096 by allowed
+    mass (``math.fsum``), then the allowed tokens of the winning chunk race."""
     chunk, best_key = 0, None
-    for c in range(0, (len(row) + CHUNK - 1) // CHUNK if len(row) > CHUNK else 0):
-        mass = math.fsum(w[i] for i in range(c * CHUNK, min(len(row), (c + 1) * CHUNK))
-                         if keep[i])
-        key = mass / exponential(chunk_bits(seed, offset, stream, c))
+    for c in range(0, (len(w) + CHUNK - 1) // CHUNK if len(w) > CHUNK else 0):
+        mass = math.fsum(w[i] for i in range(c * CHUNK, min(len(w), (c + 1) * CHUNK))
+                         if allowed[i])
+        key = mass / exponential(chunk_bits(seed, offset, stream, c, draw))
         if best_key is None or key > best_key:
             chunk, best_key = c, key
     best, best_r = None, None
-    for i in range(chunk * CHUNK, min(len(row), (chunk + 1) * CHUNK)):
-        if not keep[i]:
+    for i in range(chunk * CHUNK, min(len(w), (chunk + 1) * CHUNK)):
+        if not allowed[i]:
             continue
-        r = w[i] / exponential(token_bits(seed, offset, stream, i))
+        r = w[i] / exponential(token_bits(seed, offset, stream, i, draw))
         if best is None or r > best_r:  # strict: ties go to the lower index
             best, best_r = i, r
-    return best, True
+    return best
+
+
+ROUNDS, DRAWS = 3, 4
+
+
+def brute_rejection(w, keep, order, seed, offset, stream):
+    """Top-p alone: rounds of DRAWS draws from a set holding every kept token;
+    the first kept draw wins; a round with none shrinks the set to the tokens
+    before its earliest draw in the order; after ROUNDS rounds, the race over
+    the kept tokens (draw ROUNDS * DRAWS)."""
+    rank = {t: pos for pos, t in enumerate(order)}
+    allowed = [True] * len(w)
+    for k in range(ROUNDS):
+        drawn = [two_stage(w, allowed, seed, offset, stream, k * DRAWS + r) for r in range(DRAWS)]
+        for d in drawn:
+            if keep[d]:
+                return d
+        first = min(drawn, key=lambda t: rank[t])
+        allowed = [rank[i] < rank[first] for i in range(len(w))]
+    return two_stage(w, keep, seed, offset, stream, ROUNDS * DRAWS)
 
 
 def brute_renorm(row, top_k=None, top_p=None):

@@ -35,6 +35,7 @@ def test_input_type(x, expected):
 
 @pytest.mark.parametrize("x, expected", [
     (torch.ones(5), "2-D"), (torch.ones(2, 3, 4), "2-D"), (torch.ones(3, 0), "vocab >= 1"),
+    (torch.ones(1, 1).expand(1, 2**29 + 1), r"at most 2\*\*29"),   # a view: no memory
 ])
 def test_input_shape(x, expected):
     with raises(ValueError, "'probs'", expected, "shape"):

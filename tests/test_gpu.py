@@ -98,29 +98,26 @@ def test_offsets_beyond_int32():
 
 
 def test_fused_and_separate_steps_agree_bitwise(monkeypatch):
-    """Top-p runs its per-row steps fused up to FUSE_ROWS outputs and as
-    launches of their own above: both forms must give every row the same
-    bracket and token (batch invariance, docs/semantics.md section 5), on a
-    GPU where the fused form's programs really arrive in any order."""
+    """Top-p alone draws by chunk-parallel rejection where per-row steps fuse
+    (CUDA) and through the histogram bracket and the single-program
+    rejection where they do not (ROCm); joint top-k + top-p fuses its steps
+    or launches them separately. Each pair must give every row the same
+    token, on a GPU where the fused form's programs arrive in any order."""
     import tokensampler.triton as tt
-    seen = []
-    monkeypatch.setattr(tt, "inspect", seen.append)
     batch, vocab = _rows(40), 128256
     logits, probs = inputs(batch, vocab, 21, scale=1.0)
-    _k, p, _m, t = params(batch, vocab, 21)
+    k, p, _m, t = params(batch, vocab, 21)
     seeds = dict(seed=torch.arange(batch, device=DEV) + 9, offset=torch.full((batch,), 1, device=DEV))
     calls = (lambda: ts.top_p_sampling_from_probs(probs, p, return_valid=True, **seeds),
              lambda: ts.top_k_top_p_sampling_from_logits(logits, None, p, temperature=t,
+                                                         return_valid=True, **seeds),
+             lambda: ts.top_k_top_p_sampling_from_logits(logits, k, p, temperature=t,
                                                          return_valid=True, **seeds))
     for call in calls:
         results = []
-        for rows in (1 << 30, 0, 1 << 30):
-            monkeypatch.setattr(tt, "FUSE_ROWS", dict.fromkeys(tt.FUSE_ROWS, rows))
-            seen.clear()
-            out, valid = call()
-            ws = seen[0]
-            slots = ws.st[: ws.n * tt.HIST_PASSES * 4].view(ws.n, tt.HIST_PASSES, 4)[..., :3]
-            results.append((out, valid, slots.clone(), ws.count.clone()))
+        for fuse in (True, False, True):
+            monkeypatch.setattr(tt, "_FUSE_OK", fuse)
+            results.append(call())
         for got in results[1:]:
             for a, b in zip(got, results[0]):
                 assert torch.equal(a, b)
@@ -159,28 +156,48 @@ def _chi2_pvalue(stat, dof):
     return 0.5 * math.erfc(z / math.sqrt(2))
 
 
+def _draw_counts(call, vocab, n):
+    """Counts of ``n`` draws of ``call(indices, seed)``, a million at a time
+    with seeds 0, 1, ... (one slice of 10**7 needed more memory than an H100's
+    80 GB for top-k's candidate workspace)."""
+    counts = torch.zeros(vocab, dtype=torch.float64)
+    step = min(n, 1_000_000)
+    for i in range(0, n, step):
+        idx = torch.zeros(min(step, n - i), dtype=torch.int64, device=DEV)
+        counts += torch.bincount(call(idx, i // step).long(), minlength=vocab).double().cpu()
+    return counts
+
+
 def test_frequencies_ten_million_draws():
     """10**7 draws of one row: chi-square against the exact kept distribution
     (alpha = 1e-6), nothing outside the kept set, and the lightest kept tokens
-    (probability 1e-6, 4e-6) drawn at their rate within 5 sigma."""
-    vocab = 1000
-    w = torch.rand(vocab, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 0.5
-    w[:10] = torch.tensor([1e-6, 4e-6] + [1e-4] * 8, dtype=torch.float64) * w[10:].sum()
-    w[500:600] = 0.0
-    probs = w.float().to(DEV).unsqueeze(0)
+    (probability 1e-6, 4e-6) drawn at their rate within 5 sigma. Plain,
+    top-k, and top-p by rejection (one chunk, and 10**6 draws over three
+    chunks, whose kept set is the reference's)."""
     n = 100_000 if SANITIZE else 10_000_000
-    idx = torch.zeros(n, dtype=torch.int64, device=DEV)
-    for name, call, keep in [
-        ("plain", lambda: ts.sampling_from_probs(probs, indices=idx, seed=123, backend="triton"),
-         w > 0),
-        ("top_k", lambda: ts.top_k_sampling_from_probs(probs, 300, indices=idx, seed=9,
-                                                       backend="triton"),
-         torch.zeros(vocab, dtype=torch.bool).index_fill_(0, torch.sort(-w, stable=True)[1][:300], True)),
-    ]:
-        counts = torch.bincount(call().long(), minlength=vocab).double().cpu()
+    cases = []
+    for vocab in (1000, 9000):
+        w = torch.rand(vocab, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 0.5
+        w[:10] = torch.tensor([1e-6, 4e-6] + [1e-4] * 8, dtype=torch.float64) * w[10:].sum()
+        w[500:600] = 0.0
+        probs = w.float().to(DEV).unsqueeze(0)
+        p = 0.5 if vocab == 1000 else 0.7
+        kept_p = ts.top_p_renorm_probs(probs, p, backend="reference")[0].cpu() > 0
+        top_p = (f"top_p {vocab}", lambda i, s, probs=probs, p=p: ts.top_p_sampling_from_probs(
+            probs, p, indices=i, seed=s, backend="triton"), kept_p, w, vocab, n // (vocab // 1000))
+        if vocab == 1000:
+            top_k = torch.zeros(vocab, dtype=torch.bool)
+            top_k[torch.sort(-w, stable=True)[1][:300]] = True
+            cases += [("plain", lambda i, s, probs=probs: ts.sampling_from_probs(
+                          probs, indices=i, seed=123 + s, backend="triton"), w > 0, w, vocab, n),
+                      ("top_k", lambda i, s, probs=probs: ts.top_k_sampling_from_probs(
+                          probs, 300, indices=i, seed=9 + s, backend="triton"), top_k, w, vocab, n)]
+        cases.append(top_p)
+    for name, call, keep, w, vocab, draws in cases:
+        counts = _draw_counts(call, vocab, draws)
         assert counts[~keep].sum() == 0, name
         q = torch.where(keep, w, 0.0)
-        expected = q / q.sum() * n
+        expected = q / q.sum() * draws
         pos = expected > 0
         stat = float(((counts[pos] - expected[pos]) ** 2 / expected[pos]).sum())
         assert _chi2_pvalue(stat, int(pos.sum()) - 1) > 1e-6, (name, stat)

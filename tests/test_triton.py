@@ -134,7 +134,8 @@ def test_filters_match_reference(vocab, batch):
         assert torch.equal(got, ref)
 
 
-def test_out_of_range_device_values_make_rows_invalid():
+@pytest.mark.parametrize("vocab", [50, 5000])
+def test_out_of_range_device_values_make_rows_invalid(vocab):
     """What params.py leaves unchecked on accelerators, the kernels report as invalid.
 
     On the CPU the check happens on the host, so this drives the backend directly.
@@ -142,7 +143,7 @@ def test_out_of_range_device_values_make_rows_invalid():
     from tokensampler import dispatch
     from tokensampler.params import sampling_call
 
-    logits, probs = make_inputs(4, 50, seed=1)
+    logits, probs = make_inputs(4, vocab, seed=1)
     call = sampling_call("t", probs, from_logits=False, top_p=torch.full((4,), 0.5, device=DEVICE),
                          seed=1)
     bad_p = torch.tensor([0.5, 1.5, float("nan"), -0.1], device=DEVICE)
@@ -169,10 +170,13 @@ def test_overflow_fallback_two_stage_race():
             assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]), (kw, seed)
 
 
-def test_top_p_bracket_per_row_edges():
-    """Top-p alone at V > 4096 narrows a bracket around the threshold
-    (histogram passes), sums the tokens above it and sorts the ones inside;
-    per-row p over the edges, flat and peaked rows."""
+@pytest.mark.parametrize("fuse", [True, False], ids=["rejection", "bracket"])
+def test_top_p_bracket_per_row_edges(fuse, monkeypatch):
+    """Top-p alone at V > 4096, per-row p over the edges, flat and peaked
+    rows: by chunk-parallel rejection, and (where steps do not fuse, ROCm)
+    through the histogram bracket and the single-program rejection."""
+    import tokensampler.triton as tt
+    monkeypatch.setattr(tt, "_FUSE_OK", fuse)
     vocab, batch = 3 * 4096 + 7, 8
     g = torch.Generator().manual_seed(11)
     # N(0, 1) logits: top-p 0.9 keeps ~60% of the row, far more than one sort's
@@ -203,6 +207,8 @@ def test_top_p_histogram_narrows_to_the_buffer(from_logits, fused, monkeypatch):
     seen = []
     monkeypatch.setattr(tt, "inspect", seen.append)
     monkeypatch.setattr(tt, "FUSE_ROWS", dict(zip(("plan", "narrow", "select"), fused)))
+    # The histogram bracket serves top-p alone where steps do not fuse (ROCm).
+    monkeypatch.setattr(tt, "_FUSE_OK", False)
     vocab, batch = 3 * 4096 + 7, 6
     g = torch.Generator().manual_seed(5)
     logits = torch.randn(batch, vocab, generator=g) * torch.tensor([1.0, 3.0]).repeat(3)[:, None]
@@ -231,6 +237,7 @@ def test_histogram_bracket_counts_are_upper_bounds(monkeypatch):
     import tokensampler.triton as tt
     seen = []
     monkeypatch.setattr(tt, "inspect", seen.append)
+    monkeypatch.setattr(tt, "_FUSE_OK", False)     # the bracket path (ROCm)
     vocab, batch = 3 * 4096 + 7, 4
     g = torch.Generator().manual_seed(8)
     logits = torch.randn(batch, vocab, generator=g) * 0.3 + torch.tensor([3000.0, 300.0, 0.0, -40.0])[:, None]
@@ -254,6 +261,49 @@ def test_histogram_bracket_counts_are_upper_bounds(monkeypatch):
                 checked += 1
     assert checked >= batch
     assert max(ws.count.tolist()) <= ws.cap
+
+
+@pytest.mark.parametrize("vocab", [64, 9000])
+def test_top_p_rejection_rounds_match_reference(vocab, monkeypatch):
+    """Top-p alone by adaptive rejection, chunk-parallel: rows whose kept set
+    is tokens 0 and 1 of a nearly flat row (kept mass 3/65 or 3/9001), so
+    that later rounds and the final race decide many of them, and ordinary
+    rows decided in round 0; every stage is taken and every token matches."""
+    import tokensampler.triton as tt
+    seen = []
+    monkeypatch.setattr(tt, "inspect", seen.append)
+    batch = 48
+    x = torch.ones(batch, vocab)
+    x[:, 0] = 2.0
+    p = torch.full((batch,), 2.5 / (vocab + 1))
+    g = torch.Generator().manual_seed(vocab)
+    x[:8] = torch.softmax(torch.randn(8, vocab, generator=g) * 2, dim=1)
+    p[:8] = torch.tensor([0.9, 0.5, 0.3, 0.99, 1.0, 0.0, 0.7, 0.1])
+    seeds = torch.arange(batch) * 31 + 2
+    x, p, seeds = x.to(DEVICE), p.to(DEVICE), seeds.to(DEVICE)
+    ref = ts.top_p_sampling_from_probs(x, p, seed=seeds, return_valid=True, backend="reference")
+    got = ts.top_p_sampling_from_probs(x, p, seed=seeds, return_valid=True, backend="triton")
+    assert torch.equal(got[1], ref[1])
+    assert torch.equal(got[0], ref[0]), (got[0] != ref[0]).nonzero().flatten().tolist()
+    (ws,) = seen
+    stages = set((-2 - ws.state).tolist())      # round that decided each row; ROUNDS: the race
+    assert stages >= {0, 1, tt.ROUNDS}, stages
+
+
+def test_top_p_rejection_on_denormal_chunks():
+    """Chunks of denormal probs beside normal ones: their masses reach the
+    row's scale as 2**(e_chunk - e_row) in one step (2**e_chunk alone is 0
+    for a denormal chunk, and the draws' prefix masses went wrong; found by
+    the hostile-row campaign)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 4100, generator=g) * 1e-39
+    x[:, ::3] *= 4
+    x[4:, :2000] = torch.rand(4, 2000, generator=g) * 1e-3
+    x = x.to(DEVICE)
+    for p in (0.3, 0.9):
+        ref = ts.top_p_sampling_from_probs(x, p, seed=5, return_valid=True, backend="reference")
+        got = ts.top_p_sampling_from_probs(x, p, seed=5, return_valid=True, backend="triton")
+        assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]), p
 
 
 def test_select_sorts_sized_to_the_candidates(monkeypatch):

@@ -90,6 +90,9 @@ def f32(value: float) -> float:
     return _F32.unpack(_F32.pack(value))[0]
 
 
+MAX_VOCAB = 1 << 29
+
+
 def check_input(op: str, name: str, x) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise _type_fail(op, name, "a torch.Tensor of shape (batch, vocab)", type(x).__name__)
@@ -99,6 +102,9 @@ def check_input(op: str, name: str, x) -> torch.Tensor:
         raise _fail(op, name, "2-D (batch, vocab)", _describe(x))
     if x.shape[1] == 0:
         raise _fail(op, name, "at least one column (vocab >= 1)", _describe(x))
+    if x.shape[1] > MAX_VOCAB:
+        # The random stream numbers tokens below 2**27 Philox calls (rng.py).
+        raise _fail(op, name, f"at most 2**29 = {MAX_VOCAB} columns", _describe(x))
     return x
 
 

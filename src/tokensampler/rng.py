@@ -19,7 +19,11 @@ Random123, cuRAND and ``tl.philox``)::
     uniform U  = (r + 0.5) / 2**32                             in (0, 1)
 
 Chunk ``c`` uses the same layout with ``c0 = 2**31 + c // 4`` and word
-``c % 4`` (:func:`chunk_bits`); token counters stay below ``2**29``.
+``c % 4`` (:func:`chunk_bits`). Top-p alone may make several draws
+(docs/semantics.md section 5); draw ``q`` (0 to 15) adds ``q * 2**27`` to
+``c0`` of its tokens and chunks. Token counters stay below ``2**27`` (rows of
+up to ``2**29`` tokens), so no two (draw, token) or (draw, chunk) pairs share
+a counter, and draw 0 is the layout above.
 
 ``seed`` and ``offset`` are the output's own (64-bit two's complement), and
 ``stream`` is the output position ``j`` when one seed is shared by the batch
@@ -58,6 +62,9 @@ CHUNK_TOKENS = 4096  # tokens per chunk of the two-stage race
 # c0 of the chunk draws: token draws use c0 = token // 4 < 2**29, so the two
 # never share a counter.
 CHUNK_COUNTER = 1 << 31
+# c0 of draw q adds q * DRAW_COUNTER; q < MAX_DRAWS keeps it below 2**31.
+DRAW_COUNTER = 1 << 27
+MAX_DRAWS = 16
 
 _MASK32 = 0xFFFFFFFF
 
@@ -100,15 +107,16 @@ def split64(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def token_bits(seed: torch.Tensor, offset: torch.Tensor, stream: torch.Tensor,
-               tokens: torch.Tensor) -> torch.Tensor:
-    """The 32 random bits of each (output, token) pair, as int64 in [0, 2**32).
+               tokens: torch.Tensor, draw: int = 0) -> torch.Tensor:
+    """The 32 random bits of each (output, token) pair of draw ``draw``, as
+    int64 in [0, 2**32).
 
     ``seed``, ``offset`` and ``stream`` are int64 of shape ``(N, 1)``;
     ``tokens`` is an int64 tensor of token ids broadcastable to ``(N, K)``.
     """
     k0, k1 = split64(seed)
     c2, c3 = split64(offset)
-    words = philox4x32(tokens // TOKENS_PER_CALL, stream, c2, c3, k0, k1)
+    words = philox4x32(draw * DRAW_COUNTER + tokens // TOKENS_PER_CALL, stream, c2, c3, k0, k1)
     lane = tokens % TOKENS_PER_CALL
     out = torch.where(lane == 0, words[0], words[1])
     out = torch.where(lane == 2, words[2], out)
@@ -116,15 +124,15 @@ def token_bits(seed: torch.Tensor, offset: torch.Tensor, stream: torch.Tensor,
 
 
 def row_bits(seed: torch.Tensor, offset: torch.Tensor, stream: torch.Tensor,
-             vocab: int, first_counter: int = 0) -> torch.Tensor:
+             vocab: int, first_counter: int = 0, draw: int = 0) -> torch.Tensor:
     """Random bits for every token ``0 .. vocab-1`` of each output: ``(N, vocab)``.
 
     Same numbers as :func:`token_bits` over ``arange(vocab)``, with one Philox
     call per four tokens instead of one per token. ``first_counter`` shifts
     ``c0``: :func:`chunk_bits` uses it for the chunk draws.
     """
-    groups = first_counter + torch.arange((vocab + TOKENS_PER_CALL - 1) // TOKENS_PER_CALL,
-                                          device=seed.device, dtype=torch.int64)
+    groups = first_counter + draw * DRAW_COUNTER + torch.arange(
+        (vocab + TOKENS_PER_CALL - 1) // TOKENS_PER_CALL, device=seed.device, dtype=torch.int64)
     k0, k1 = split64(seed)
     c2, c3 = split64(offset)
     words = philox4x32(groups, stream, c2, c3, k0, k1)
@@ -132,13 +140,13 @@ def row_bits(seed: torch.Tensor, offset: torch.Tensor, stream: torch.Tensor,
 
 
 def chunk_bits(seed: torch.Tensor, offset: torch.Tensor, stream: torch.Tensor,
-               n_chunks: int) -> torch.Tensor:
+               n_chunks: int, draw: int = 0) -> torch.Tensor:
     """Random bits of chunks ``0 .. n_chunks-1`` of each output: ``(N, n_chunks)``.
 
     Chunk ``c`` takes word ``c % 4`` of the Philox call at ``c0 = 2**31 + c // 4``:
     the same layout as the tokens, moved to counters no token uses.
     """
-    return row_bits(seed, offset, stream, n_chunks, first_counter=CHUNK_COUNTER)
+    return row_bits(seed, offset, stream, n_chunks, first_counter=CHUNK_COUNTER, draw=draw)
 
 
 def uniform(bits: torch.Tensor) -> torch.Tensor:

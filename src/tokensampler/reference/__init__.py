@@ -33,20 +33,67 @@ def _per_output(t: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
     return (t[j] if t.shape[0] > 1 else t.expand(j.shape[0])).unsqueeze(1)
 
 
-def _chunk_of(vocab: int, device) -> torch.Tensor:
-    return torch.arange(vocab, device=device) // rng.CHUNK_TOKENS
+# Top-p alone draws by adaptive rejection (docs/semantics.md section 5):
+# at most ROUNDS rounds of DRAWS draws, then the race over the kept tokens.
+ROUNDS = 3
+DRAWS = 4
 
 
-def _race_chunks(w, keep, seed, offset, stream) -> torch.Tensor:
-    """Stage one of the race: the chunk of each output, ``argmax_c W_c / E_c``
-    over the kept masses ``W_c`` of its chunks of CHUNK_TOKENS tokens, as ``(n, 1)``."""
+def _two_stage(w, allowed, seed, offset, stream, draw: int) -> torch.Tensor:
+    """The two-stage race over the tokens ``allowed`` of each output, with the
+    random numbers of draw ``draw``: a chunk of CHUNK_TOKENS tokens by its
+    allowed mass, ``argmax_c W_c / F_c``, then ``argmax_i w_i / E_i`` over the
+    allowed tokens of that chunk (ties to the lower index). Returns ``(n,)``."""
     n, vocab = w.shape
-    n_chunks = -(-vocab // rng.CHUNK_TOKENS)
-    kw = torch.nn.functional.pad(torch.where(keep, w, 0.0),
-                                 (0, n_chunks * rng.CHUNK_TOKENS - vocab))
-    mass = kw.view(n, n_chunks, rng.CHUNK_TOKENS).sum(dim=2)
-    e = rng.exponential(rng.chunk_bits(seed, offset, stream, n_chunks))
-    return (mass / e).argmax(dim=1, keepdim=True)
+    size = min(vocab, rng.CHUNK_TOKENS)
+    start = torch.zeros(n, 1, dtype=torch.int64, device=w.device)
+    if vocab > rng.CHUNK_TOKENS:
+        n_chunks = -(-vocab // rng.CHUNK_TOKENS)
+        aw = torch.nn.functional.pad(torch.where(allowed, w, 0.0),
+                                     (0, n_chunks * rng.CHUNK_TOKENS - vocab))
+        mass = aw.view(n, n_chunks, rng.CHUNK_TOKENS).sum(dim=2)
+        e = rng.exponential(rng.chunk_bits(seed, offset, stream, n_chunks, draw))
+        start = (mass / e).argmax(dim=1, keepdim=True) * rng.CHUNK_TOKENS
+    # Random numbers for the chosen chunk only.
+    tokens = start + torch.arange(size, device=w.device)
+    inside = tokens < vocab
+    tokens = torch.where(inside, tokens, 0)
+    bits = rng.token_bits(seed, offset, stream, tokens, draw)
+    race = torch.where(inside & allowed.gather(1, tokens), w.gather(1, tokens)
+                       / rng.exponential(bits), -torch.inf)
+    return tokens.gather(1, race.argmax(dim=1, keepdim=True)).squeeze(1)
+
+
+def _rejection(w, keep, order_key, seed, offset, stream) -> torch.Tensor:
+    """Top-p alone: the first kept of DRAWS draws from a set that holds every
+    kept token, shrunk after each round to the tokens before the round's
+    earliest draw in the order; after ROUNDS rounds, the race over the kept
+    tokens. Returns ``(n,)`` token ids."""
+    n, vocab = w.shape
+    idx = torch.arange(vocab, device=w.device)
+    allowed = torch.ones_like(keep)
+    token = torch.zeros(n, dtype=torch.int64, device=w.device)
+    done = torch.zeros(n, dtype=torch.bool, device=w.device)
+    for k in range(ROUNDS):
+        drawn = []
+        for r in range(DRAWS):
+            d = _two_stage(w, allowed, seed, offset, stream, k * DRAWS + r)
+            hit = keep.gather(1, d.unsqueeze(1)).squeeze(1) & ~done
+            token = torch.where(hit, d, token)
+            done |= hit
+            drawn.append(d)
+        if bool(done.all()):
+            return token     # later draws change no decided output
+        # Every kept token comes before every token top-p drops (the kept set
+        # is a prefix of the order): the next round draws from the tokens
+        # before the earliest of this round's (all dropped) draws.
+        d = torch.stack(drawn, dim=1)
+        kd = order_key.gather(1, d)
+        top = kd.max(dim=1, keepdim=True).values
+        first = torch.where(kd == top, d, vocab).min(dim=1, keepdim=True).values
+        allowed = (order_key > top) | ((order_key == top) & (idx < first))
+    last = _two_stage(w, keep, seed, offset, stream, ROUNDS * DRAWS)
+    return torch.where(done, token, last)
 
 
 @torch.no_grad()
@@ -77,11 +124,18 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
         keep = kept(w, order_key, k, p, m, call.joint)
         stream = (torch.zeros_like(j) if call.seed_per_output else j).unsqueeze(1)
         seed, offset = _per_output(call.seed, j), _per_output(call.offset, j)
-        if vocab > rng.CHUNK_TOKENS:
-            keep &= _chunk_of(vocab, device) == _race_chunks(w, keep, seed, offset, stream)
-        bits = rng.row_bits(seed, offset, stream, vocab)
-        race = torch.where(keep, w / rng.exponential(bits), -torch.inf)
-        token = torch.where(greedy, order_key.argmax(dim=1), race.argmax(dim=1))
+        drawn = _two_stage(w, keep, seed, offset, stream, 0)
+        if p is not None:
+            # Outputs whose only active filter is top-p draw by rejection.
+            alone = torch.ones_like(ok)
+            if k is not None:
+                alone &= ~((k > 0) & (k < vocab)).squeeze(1)
+            if m is not None:
+                alone &= ~(m > 0).squeeze(1)
+            if bool(alone.any()):
+                drawn = torch.where(alone, _rejection(w, keep, order_key, seed, offset, stream),
+                                    drawn)
+        token = torch.where(greedy, order_key.argmax(dim=1), drawn)
         samples[j] = torch.where(ok, token, 0).to(torch.int32)
         valid[j] = ok
     return samples, valid

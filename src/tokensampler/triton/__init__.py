@@ -17,6 +17,7 @@ from ..rng import CHUNK_TOKENS
 from ..params import FilterCall, SamplingCall
 from . import chunked
 from .bracket import hist_kernel, narrow_kernel
+from ..reference import DRAWS, ROUNDS
 from .kernels import filter_kernel
 from .launcher import launch
 
@@ -145,11 +146,15 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
               P_ROW=p_row, JOINT=call.joint, CP2=cp2)
     fuse = {step: _FUSE_OK and filtered and (not bracket or n <= rows)
             for step, rows in FUSE_ROWS.items()}
+    if call.top_p is not None and call.top_k is None and call.min_p is None and _FUSE_OK:
+        return _sample_top_p(call, x, out, valid, common, grid, seeds, p_ptr, p_val, p_row,
+                             t_ptr, t_val, fk, flags, chunk, cp2, warps)
     launch(chunked.stats_kernel, grid,
            *common, t_ptr, t_val, wi.part, wf.part, wi.gm, wi.plan, k_ptr, k_val, p_ptr, p_val,
-           wi.st, arrived_stats if filtered else dummy, WITH_GM=filtered, CHUNK=chunk,
-           GROUP=GROUP, PLAN=fuse["plan"], GP2=cp2 * g_per_chunk, BRACKET=bracket,
-           NS=HIST_PASSES, num_warps=warps if filtered else 4, **fk, **flags)   # measured best
+           wi.st, arrived_stats if filtered else dummy, *seeds, out, valid, WITH_GM=filtered,
+           CHUNK=chunk, GROUP=GROUP, PLAN=fuse["plan"], GP2=cp2 * g_per_chunk, BRACKET=bracket,
+           NS=HIST_PASSES, REJECT=False, DRAWS=DRAWS, num_warps=warps if filtered else 4, **fk,
+           **stream, **flags)   # measured best
     if not filtered:
         if call.min_p is None:
             mass, step = wf.part[2:], 3   # each chunk's whole mass, from stats
@@ -203,6 +208,40 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
             passes = ((st[..., 0] < st[..., 1]) & (st[..., 2] > cap)).sum(1)
         inspect(SimpleNamespace(n=n, cap=cap, bracket=bracket, count=wi.count, st=wi.st,
                                 passes=passes))
+    return out, valid
+
+
+def _sample_top_p(call, x, out, valid, common, grid, seeds, p_ptr, p_val, p_row, t_ptr, t_val,
+                  fk, flags, chunk, cp2, warps):
+    """Top-p alone by adaptive rejection (docs/semantics.md section 5): the
+    stats pass makes round 0's draws; each of ROUNDS ``check_kernel`` launches
+    reads the rows still open once, checks their draws and makes the next
+    round's. 1 + ROUNDS launches and a memset; a row decided in round 0 is
+    read twice."""
+    n = call.num_outputs
+    dev = x.device
+    nc = n * grid[1]
+    part_i = torch.empty(nc * 6, dtype=torch.int32, device=dev)
+    part_f = torch.empty(nc * 3, dtype=torch.float32, device=dev)
+    # Zeroed per call: one arrival counter per row for each launch.
+    arrived = torch.zeros((1 + ROUNDS) * n, dtype=torch.int32, device=dev)
+    draws = torch.empty(n * DRAWS, dtype=torch.int32, device=dev)
+    state = torch.empty(n, dtype=torch.int32, device=dev)
+    sums = torch.empty(nc * DRAWS, dtype=torch.float32, device=dev)
+    stream = dict(STREAM_IS_POS=not call.seed_per_output)
+    launch(chunked.stats_kernel, grid,
+           *common, t_ptr, t_val, part_i, part_f, draws, draws, p_ptr, p_val, p_ptr, p_val,
+           state, arrived, *seeds, out, valid, WITH_GM=False, CHUNK=chunk, GROUP=GROUP,
+           PLAN=True, GP2=cp2, BRACKET=False, NS=HIST_PASSES, REJECT=True, DRAWS=DRAWS,
+           num_warps=warps, **fk, **stream, **flags)
+    for k in range(ROUNDS):
+        launch(chunked.check_kernel, grid,
+               *common, part_i, part_f, draws, state, sums, arrived[(1 + k) * n:], k, *seeds,
+               out, valid, p_ptr, p_val, t_ptr, t_val, P_ROW=p_row, CP2=cp2, CHUNK=chunk,
+               BLOCK=_block(x.shape[1]), DRAWS=DRAWS, ROUNDS=ROUNDS, num_warps=warps, **stream,
+               **flags)
+    if inspect is not None:
+        inspect(SimpleNamespace(n=n, reject=True, state=state))
     return out, valid
 
 

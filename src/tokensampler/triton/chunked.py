@@ -42,6 +42,23 @@ top-p alone (3 to 2 + HIST_PASSES reads plus one chunk, 2 + HIST_PASSES launches
     the bracket (float rounding, or bounds too loose after the last pass),
     takes the single-program path of kernels.py: bounded, slower, exact.
 
+Top-p alone by adaptive rejection (docs/semantics.md section 5; 1 +
+ROUNDS launches and a memset, where per-row steps fuse):
+    ``stats_kernel(REJECT)``: the row's last program makes round 0's DRAWS
+    draws (``first_draws``: a chunk by the stats' masses, then one chunk read
+    each). Each ``check_kernel`` launch reads the rows still open once and
+    sums, per chunk, the mass before each draw in the order; the row's last
+    program (``decide_round``) takes the first draw whose prefix mass is
+    below ``top_p * W``, or draws the next round from the tokens before the
+    earliest draw (their chunk masses are those sums), or after the last
+    round runs the race over the kept tokens itself (``final_race``: the
+    threshold search, at most 8 passes, then 1 pass and one chunk). A row
+    decided in round 0 is read twice. No threshold is searched for unless
+    every round fails, about ``(1 - p)**4`` of rows per round.
+    Where steps do not fuse (ROCm), and for rows of per-request top-k calls
+    whose top-k is off, top-p alone goes through the histogram bracket below
+    and the single-program ``kernels.reject_row`` (bounded, slower).
+
 Per-row steps run in the last program of the row to finish the launch
 before them (``arrive``: an atomic counter, zeroed per call; nothing waits
 for anything). Each launch costs 25-50 us of host time on the H100 machine's
@@ -61,7 +78,8 @@ import triton.language as tl
 
 from . import rng as trng
 from . import row
-from .kernels import _min_p_floor, _param, pick_chunk, race_key, sample_row, stream_of
+from .kernels import (_min_p_floor, _param, final_race, pick_chunk, race_key, sample_row,
+                      stream_of, top_p_alone)
 
 NI: tl.constexpr = tl.constexpr(6)   # int32 partials per chunk
 NF: tl.constexpr = tl.constexpr(3)   # float32 partials per chunk
@@ -135,19 +153,34 @@ def combine_stats(pi_ptr, pf_ptr, j, C, inv_t, FROM_LOGITS: tl.constexpr, CP2: t
 
 @triton.jit
 def race_in_chunk(x_ptr, row_off, V, chunk, keep_floor, t, last, seed, offset, stream, ref, mul,
-                  FROM_LOGITS: tl.constexpr, CHUNK: tl.constexpr):
-    """Stage two: the race winner among the kept tokens of ``chunk``: positive,
-    at least ``keep_floor`` (min-p; -inf keeps all) and in the prefix ``key > t``
-    or ``key == t`` at index <= ``last`` (``t = INT_MIN, last = INT_MAX`` keeps
-    all). One read of one chunk."""
-    cols = chunk * CHUNK + tl.arange(0, CHUNK)
-    v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
-    key = row.order_key(v, FROM_LOGITS)
-    keep = row.positive(v, inb, FROM_LOGITS) & (v >= keep_floor)
-    keep &= (key > t) | ((key == t) & (cols <= last))
-    ex = trng.exponential(trng.block_bits(chunk * CHUNK, CHUNK, seed, offset, stream))
-    race = tl.where(keep, race_key(v, ex, ref, mul, FROM_LOGITS), float("-inf"))
-    return tl.min(tl.where(race == tl.max(race), cols, INT_MAX))
+                  draw, FROM_LOGITS: tl.constexpr, CHUNK: tl.constexpr):
+    """Stage two of draw ``draw``: the race winner among the kept tokens of
+    ``chunk``: positive, at least ``keep_floor`` (min-p; -inf keeps all) and in
+    the prefix ``key > t`` or ``key == t`` at index <= ``last``
+    (``t = INT_MIN, last = INT_MAX`` keeps all); the chunk's first index when
+    none is kept. One read of one chunk, SUB tokens at a time: this runs at
+    the end of streaming kernels (the row's last program), and a whole
+    chunk's Philox words at once took 188 registers a thread, which cut the
+    occupancy of the whole kernel threefold (measured on an H100)."""
+    SUB: tl.constexpr = min(CHUNK, 1024)
+    best = tl.full([], float("-inf"), tl.float32)
+    best_i = tl.full([], INT_MAX, tl.int32)
+    for s in tl.static_range(0, CHUNK, SUB):
+        start = chunk * CHUNK + s
+        cols = start + tl.arange(0, SUB)
+        v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
+        key = row.order_key(v, FROM_LOGITS)
+        keep = row.positive(v, inb, FROM_LOGITS) & (v >= keep_floor)
+        keep &= (key > t) | ((key == t) & (cols <= last))
+        ex = trng.exponential(trng.block_bits(start, SUB, seed, offset, stream, draw))
+        race = tl.where(keep, race_key(v, ex, ref, mul, FROM_LOGITS), float("-inf"))
+        bk = tl.max(race)
+        bi = tl.min(tl.where(race == bk, cols, INT_MAX))
+        # Strictly greater: the lowest index wins ties across sub-blocks too.
+        better = (bk > best) | (best_i == INT_MAX)
+        best_i = tl.where(better, bi, best_i)
+        best = tl.where(better, bk, best)
+    return best_i
 
 
 @triton.jit
@@ -167,17 +200,20 @@ def arrive(counter_ptr, C):
 
 @triton.jit(do_not_specialize=_SIZES)
 def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_ptr, gm_ptr,
-                 plan_ptr, k_ptr, k_val, p_ptr, p_val, st_ptr, arrived_ptr,
+                 plan_ptr, k_ptr, k_val, p_ptr, p_val, st_ptr, arrived_ptr, seed_ptr, seed_step,
+                 off_ptr, off_step, out_ptr, valid_ptr,
                  HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, T_ROW: tl.constexpr,
                  WITH_GM: tl.constexpr, CHUNK: tl.constexpr, GROUP: tl.constexpr,
                  PLAN: tl.constexpr, HAS_K: tl.constexpr, K_ROW: tl.constexpr,
                  HAS_P: tl.constexpr, P_ROW: tl.constexpr, JOINT: tl.constexpr,
                  CP2: tl.constexpr, GP2: tl.constexpr, BRACKET: tl.constexpr,
-                 NS: tl.constexpr):
+                 NS: tl.constexpr, REJECT: tl.constexpr, STREAM_IS_POS: tl.constexpr,
+                 DRAWS: tl.constexpr):
     """Chunk (j, c): its statistics and its mass in its own scale (the plain
     sampler's chunk weight); with WITH_GM the maxima of its 32-token groups.
     One read of the chunk. With PLAN (top-k, top-p), the row's last program
-    to finish then plans its candidates (``plan_row``)."""
+    to finish then plans its candidates (``plan_row``), or with REJECT (top-p
+    alone) makes the first round of draws (``first_draws``)."""
     j = tl.program_id(0)
     c = tl.program_id(1)
     ok, row_off, _k, _p, _m, greedy, inv_t = request(
@@ -218,9 +254,16 @@ def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_p
         tl.store(gm_ptr + base * G + tl.arange(0, G), gk)
     if PLAN:
         if arrive(arrived_ptr + j, C):
-            plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, C, B, idx_ptr, stride_row, k_ptr, k_val,
-                     p_ptr, p_val, t_ptr, t_val, st_ptr, HAS_INDICES, FROM_LOGITS, HAS_K, K_ROW,
-                     HAS_P, P_ROW, T_ROW, JOINT, CP2, GP2, CHUNK // GROUP, BRACKET, NS)
+            if REJECT:
+                first_draws(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
+                            st_ptr, seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr,
+                            p_ptr, p_val, t_ptr, t_val, HAS_INDICES, FROM_LOGITS, P_ROW, T_ROW,
+                            STREAM_IS_POS, CP2, CHUNK, DRAWS)
+            else:
+                plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, C, B, idx_ptr, stride_row, k_ptr,
+                         k_val, p_ptr, p_val, t_ptr, t_val, st_ptr, HAS_INDICES, FROM_LOGITS,
+                         HAS_K, K_ROW, HAS_P, P_ROW, T_ROW, JOINT, CP2, GP2, CHUNK // GROUP,
+                         BRACKET, NS)
 
 
 @triton.jit
@@ -297,11 +340,157 @@ def final_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, mass_ptr, 
             mass = tl.load(mass_ptr + b * mass_step, mask=m, other=0.0)
             log_mass = tl.where(mass > 0.0, tl.log(mass) + chunk_log_scale(
                 pf_ptr, b, m, ref, inv_t, FROM_LOGITS), float("-inf"))
-            chunk = pick_chunk(log_mass, cc, m, seed, offset, stream)
+            chunk = pick_chunk(log_mass, cc, m, seed, offset, stream, 0)
         token = race_in_chunk(x_ptr, row_off, V, chunk, floor, INT_MIN, INT_MAX, seed, offset,
-                              stream, ref, mul, FROM_LOGITS, CHUNK)
+                              stream, ref, mul, 0, FROM_LOGITS, CHUNK)
     tl.store(out_ptr + j, tl.where(ok, token, 0).to(tl.int32))
     tl.store(valid_ptr + j, ok)
+
+
+# --- top-p alone: adaptive rejection (docs/semantics.md section 5) ----------
+
+@triton.jit
+def _draw_round(k, x_ptr, row_off, V, C, log_mass, t, last, seed, offset, stream, ref, mul,
+                draws_ptr, FROM_LOGITS: tl.constexpr, CP2: tl.constexpr, CHUNK: tl.constexpr,
+                DRAWS: tl.constexpr):
+    """Round k's DRAWS draws from the set ``key > t`` or ``key == t`` at index
+    <= ``last``, whose log mass per chunk is ``log_mass``: a chunk each, then
+    the race in it (one chunk read a draw)."""
+    cc = tl.arange(0, CP2)
+    for r in tl.static_range(DRAWS):
+        q = k * DRAWS + r
+        chunk = tl.zeros([], tl.int32)
+        if C > 1:
+            chunk = pick_chunk(log_mass, cc, cc < C, seed, offset, stream, q)
+        d = race_in_chunk(x_ptr, row_off, V, chunk, float("-inf"), t, last, seed, offset, stream,
+                          ref, mul, q, FROM_LOGITS, CHUNK)
+        tl.store(draws_ptr + r, d)
+
+
+@triton.jit
+def first_draws(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr, st_ptr,
+                seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr, p_ptr, p_val, t_ptr,
+                t_val, HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, P_ROW: tl.constexpr,
+                T_ROW: tl.constexpr, STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr,
+                CHUNK: tl.constexpr, DRAWS: tl.constexpr):
+    """Output j (the last of its row's ``stats_kernel`` programs): round 0's
+    draws from the whole row, chunks by the stats' masses (``st[j] = 0``); an
+    invalid or greedy row gets its answer here (``st[j] = -1``). A row
+    decided in round k ends with ``st[j] = -2 - k``; by the final race,
+    ``-2 - ROUNDS``."""
+    ok, row_off, _k, _p, _m, greedy, inv_t = request(
+        j, idx_ptr, B, stride_row, p_ptr, 0, p_ptr, p_val, p_ptr, 0.0, t_ptr, t_val,
+        HAS_INDICES, False, False, True, P_ROW, False, False, FROM_LOGITS, T_ROW)
+    bad, kmax, kmin, amax, n_pos, n_max, vmax, ref, mul, total = combine_stats(
+        pi_ptr, pf_ptr, j, C, inv_t, FROM_LOGITS, CP2)
+    ok &= (bad == 0) & (n_pos > 0)
+    if ok & ~greedy:
+        cc = tl.arange(0, CP2)
+        m = cc < C
+        b = (j * C + cc).to(tl.int64)
+        mass = tl.load(pf_ptr + b * NF + 2, mask=m, other=0.0)
+        log_mass = tl.where(mass > 0.0, tl.log(mass) + chunk_log_scale(
+            pf_ptr, b, m, ref, inv_t, FROM_LOGITS), float("-inf"))
+        _draw_round(0, x_ptr, row_off, V, C, log_mass, INT_MIN, INT_MAX,
+                    tl.load(seed_ptr + j * seed_step), tl.load(off_ptr + j * off_step),
+                    stream_of(j, STREAM_IS_POS), ref, mul, draws_ptr + j * DRAWS, FROM_LOGITS,
+                    CP2, CHUNK, DRAWS)
+        tl.store(st_ptr + j, 0)
+    else:
+        tl.store(st_ptr + j, -1)
+        tl.store(out_ptr + j, tl.where(ok, amax, 0).to(tl.int32))
+        tl.store(valid_ptr + j, ok)
+
+
+@triton.jit(do_not_specialize=_SIZES + ["k"])
+def check_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr, st_ptr,
+                 part_ptr, arrived_ptr, k, seed_ptr, seed_step, off_ptr, off_step, out_ptr,
+                 valid_ptr, p_ptr, p_val, t_ptr, t_val, HAS_INDICES: tl.constexpr,
+                 FROM_LOGITS: tl.constexpr, P_ROW: tl.constexpr, T_ROW: tl.constexpr,
+                 STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr, CHUNK: tl.constexpr,
+                 BLOCK: tl.constexpr, DRAWS: tl.constexpr, ROUNDS: tl.constexpr):
+    """Round k of top-p alone, chunk (j, c): for each of the row's DRAWS
+    draws, the mass (chunk scale) of the chunk's tokens before it in the
+    order (docs/semantics.md section 3). One read of
+    the chunk; rows decided in an earlier round read nothing. The row's last
+    program to finish then decides (``decide_round``)."""
+    j = tl.program_id(0)
+    c = tl.program_id(1)
+    if tl.load(st_ptr + j) == k:
+        ok, row_off, _k, p, _m, greedy, inv_t = request(
+            j, idx_ptr, B, stride_row, p_ptr, 0, p_ptr, p_val, p_ptr, 0.0, t_ptr, t_val,
+            HAS_INDICES, False, False, True, P_ROW, False, False, FROM_LOGITS, T_ROW)
+        base = (j * C + c).to(tl.int64)
+        cols = c * CHUNK + tl.arange(0, CHUNK)
+        v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
+        key = row.order_key(v, FROM_LOGITS)
+        shift, factor = _chunk_scale(pf_ptr, base, inv_t, FROM_LOGITS)
+        w = _local_weight(v, row.positive(v, inb, FROM_LOGITS), shift, factor, inv_t,
+                          FROM_LOGITS)
+        # One 1-D sum per draw: a [CHUNK, DRAWS] mask took 179 registers a
+        # thread and a third of the occupancy (measured on an H100).
+        for q in tl.static_range(DRAWS):
+            d = tl.load(draws_ptr + j * DRAWS + q)
+            dkey = row.order_key(tl.load(x_ptr + row_off + d).to(tl.float32), FROM_LOGITS)
+            before = (key > dkey) | ((key == dkey) & (cols < d))
+            tl.store(part_ptr + base * DRAWS + q, tl.sum(tl.where(before, w, 0.0)))
+        if arrive(arrived_ptr + j, C):
+            decide_round(j, k, x_ptr, row_off, V, C, pi_ptr, pf_ptr, draws_ptr, st_ptr, part_ptr,
+                         seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr, p, inv_t,
+                         FROM_LOGITS, STREAM_IS_POS, CP2, CHUNK, BLOCK, DRAWS, ROUNDS)
+
+
+@triton.jit
+def decide_round(j, k, x_ptr, row_off, V, C, pi_ptr, pf_ptr, draws_ptr, st_ptr, part_ptr,
+                 seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr, p, inv_t,
+                 FROM_LOGITS: tl.constexpr, STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr,
+                 CHUNK: tl.constexpr, BLOCK: tl.constexpr, DRAWS: tl.constexpr,
+                 ROUNDS: tl.constexpr):
+    """Output j after round k: the first kept draw (the mass before it below
+    ``top_p * W``, or it is the first of the order) is the token. If none is,
+    every kept token lies before the earliest draw: the next round draws from
+    those tokens (their chunk masses are that draw's sums), and after the last
+    round the race over the kept tokens runs in this program (``final_race``:
+    at most 8 + 1 passes and one chunk)."""
+    bad, kmax, kmin, amax, n_pos, n_max, vmax, ref, mul, total = combine_stats(
+        pi_ptr, pf_ptr, j, C, inv_t, FROM_LOGITS, CP2)
+    r = tl.arange(0, DRAWS)
+    d = tl.load(draws_ptr + j * DRAWS + r)
+    cc = tl.arange(0, CP2)
+    m = cc < C
+    b = (j * C + cc).to(tl.int64)
+    fac = _to_row_scale(pf_ptr, b, m, ref, mul, inv_t, FROM_LOGITS)
+    part = tl.load(part_ptr + b[:, None] * DRAWS + r[None, :], mask=m[:, None], other=0.0)
+    before = tl.sum(part * fac[:, None], axis=0)
+    kept = (before < p * total) | (d == amax)
+    kept = kept | (r * 0 + (p >= 1.0).to(tl.int32) > 0)
+    first = tl.min(tl.where(kept, r, DRAWS))
+    seed = tl.load(seed_ptr + j * seed_step)
+    offset = tl.load(off_ptr + j * off_step)
+    stream = stream_of(j, STREAM_IS_POS)
+    if first < DRAWS:
+        tl.store(out_ptr + j, tl.sum(tl.where(r == first, d, 0)))
+        tl.store(valid_ptr + j, k >= 0)   # a decided row is valid
+        tl.store(st_ptr + j, -2 - k)
+    else:
+        dkey = row.order_key(tl.load(x_ptr + row_off + d).to(tl.float32), FROM_LOGITS)
+        top = tl.max(dkey)
+        early = tl.min(tl.where(dkey == top, d, INT_MAX))
+        if k + 1 < ROUNDS:
+            # The chunk masses of the tokens before the earliest draw (one
+            # column: a token drawn twice has two equal ones).
+            pick = r == tl.min(tl.where(d == early, r, DRAWS))
+            mass = tl.sum(tl.where(pick[None, :], part, 0.0), axis=1) * fac
+            log_mass = tl.where(mass > 0.0, tl.log(mass), float("-inf"))
+            _draw_round(k + 1, x_ptr, row_off, V, C, log_mass, top, early - 1, seed, offset,
+                        stream, ref, mul, draws_ptr + j * DRAWS, FROM_LOGITS, CP2, CHUNK, DRAWS)
+            tl.store(st_ptr + j, k + 1)
+        else:
+            token = final_race(x_ptr, row_off, V, p, kmax, kmin, amax, n_pos, ref, mul, total,
+                               seed, offset, stream, FROM_LOGITS, BLOCK, CHUNK, CP2)
+            tl.store(out_ptr + j, token)
+            tl.store(valid_ptr + j, k >= 0)   # a decided row is valid
+            tl.store(st_ptr + j, -2 - ROUNDS)
 
 
 @triton.jit
@@ -401,8 +590,11 @@ def _to_row_scale(pf_ptr, b, m, ref, mul, inv_t, FROM_LOGITS: tl.constexpr):
         cm = tl.load(pf_ptr + b * NF, mask=m, other=float("-inf"))
         return tl.where(cm > float("-inf"), tl.exp((cm - ref) * inv_t), 0.0)
     else:
+        # 2**(e_c - e_row) in one step: 2**e_c alone is 0 for a chunk of
+        # denormals (e_c = -127), whose mass would vanish. mul = 2**-e_row.
         e = tl.load(pf_ptr + b * NF + 1, mask=m, other=-127.0).to(tl.int32)
-        return row.pow2(e) * mul
+        minus_e_row = ((mul.to(tl.int32, bitcast=True) >> 23) & 0xFF) - 127
+        return row.pow2(e + minus_e_row)
 
 
 @triton.jit(do_not_specialize=_SIZES)
@@ -523,9 +715,9 @@ def _select_bracket(x_ptr, row_off, V, C, j, pf_ptr, cand_ptr, above_ptr, n_abov
     if C > 1:
         mass = above + _chunk_masses(keep, w, idx, C, CP2, CHUNK)
         chunk = pick_chunk(tl.where(mass > 0.0, tl.log(mass), float("-inf")), cc, m, seed,
-                           offset, stream)
+                           offset, stream, 0)
     token = race_in_chunk(x_ptr, row_off, V, chunk, float("-inf"), t, last, seed, offset, stream,
-                          ref, mul, FROM_LOGITS, CHUNK)
+                          ref, mul, 0, FROM_LOGITS, CHUNK)
     return token, fallback
 
 
@@ -569,8 +761,8 @@ def _select_filtered(cand_ptr, j, count, k, p, mp, k_on, p_on, n_pos, vmax, ref,
         mass = _chunk_masses(keep, w, idx, C, CP2, CHUNK)
         cc = tl.arange(0, CP2)
         log_mass = tl.where(mass > 0.0, tl.log(mass), float("-inf"))
-        keep &= idx // CHUNK == pick_chunk(log_mass, cc, cc < C, seed, offset, stream)
-    e = trng.exponential(trng.token_bits(idx, seed, offset, stream))
+        keep &= idx // CHUNK == pick_chunk(log_mass, cc, cc < C, seed, offset, stream, 0)
+    e = trng.exponential(trng.token_bits(idx, seed, offset, stream, 0))
     race = tl.where(keep, race_key(v, e, ref, mul, FROM_LOGITS), float("-inf"))
     best = tl.max(race)
     token = tl.min(tl.where(keep & (race == best), idx, INT_MAX))
@@ -611,6 +803,9 @@ def select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
         p_on = HAS_P & (p < 1.0)
         stream = stream_of(j, STREAM_IS_POS)
         fallback = (bound == INT_MAX) | (count > CAP)
+        # Rows whose only filter is top-p draw by rejection, for now through
+        # the single-program path (kernels.reject_row).
+        fallback |= top_p_alone(k, mp, V, HAS_K, HAS_P, HAS_MINP)
         # The sort is sized to the candidates (top-k/joint: 256, 2048 or CAP
         # slots; the top-p bracket: 2048 or CAP); one branch runs.
         SMALL: tl.constexpr = 256 if CAP > 256 else CAP

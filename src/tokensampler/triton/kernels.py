@@ -21,10 +21,14 @@ between programs. The sampling entry point for callers is chunked.py.
 import triton
 import triton.language as tl
 
+from .. import reference
 from . import rng as trng
 from . import row
 
 KEY_NONE: tl.constexpr = tl.constexpr(-2147483649)  # below every int32 key: keep all
+# Top-p alone draws by adaptive rejection: the reference's constants.
+ROUNDS: tl.constexpr = tl.constexpr(reference.ROUNDS)
+DRAWS: tl.constexpr = tl.constexpr(reference.DRAWS)
 
 
 @triton.jit
@@ -135,12 +139,151 @@ def kept_in_block(v, inb, t, r, ties, FROM_LOGITS: tl.constexpr):
 
 
 @triton.jit
-def pick_chunk(log_mass, cc, live, seed, offset, stream):
+def pick_chunk(log_mass, cc, live, seed, offset, stream, draw):
     """Stage one of the race (rng.py): the chunk ``argmax_c log W_c - log E_c``
-    among ``cc`` (live, ``W_c > 0``), the lowest on ties."""
-    e = trng.exponential(trng.chunk_bits(cc, seed, offset, stream))
+    among ``cc`` (live, ``W_c > 0``) with draw ``draw``'s numbers, the lowest on ties."""
+    e = trng.exponential(trng.chunk_bits(cc, seed, offset, stream, draw))
     key = tl.where(live & (log_mass > float("-inf")), log_mass - tl.log(e), float("-inf"))
     return tl.min(tl.where(key == tl.max(key), cc, 2147483647))
+
+
+@triton.jit
+def _in_set(v, inb, cols, t, r, ibound, ties, floor, FROM_LOGITS: tl.constexpr):
+    """Mask of a block's tokens in the set ``key > t``, or ``key == t`` among
+    the first ``r`` such tokens by index and below index ``ibound``, with
+    ``v >= floor``; ``ties`` counts the ties at ``t`` of earlier blocks."""
+    keep, ties = kept_in_block(v, inb, t, r, ties, FROM_LOGITS)
+    key = row.order_key(v, FROM_LOGITS).to(tl.int64)
+    keep &= (key > t) | (cols < ibound)
+    return keep & (v >= floor), ties
+
+
+@triton.jit
+def _set_masses(x_ptr, row_off, V, t, r, ibound, floor, ref, mul, FROM_LOGITS: tl.constexpr,
+                BLOCK: tl.constexpr, CHUNK: tl.constexpr, CP2: tl.constexpr):
+    """One pass: the set's log mass in each chunk, and the ties at ``t`` before each."""
+    cc = tl.arange(0, CP2)
+    mass = tl.zeros([CP2], tl.float32)
+    ties_before = tl.zeros([CP2], tl.int32)
+    ties = tl.zeros([], tl.int32)
+    for c in range(0, tl.cdiv(V, CHUNK)):
+        ties_before = tl.where(cc == c, ties, ties_before)
+        m = tl.zeros([], tl.float32)
+        for start in range(c * CHUNK, tl.minimum(c * CHUNK + CHUNK, V), BLOCK):
+            cols = start + tl.arange(0, BLOCK)
+            v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
+            keep, ties = _in_set(v, inb, cols, t, r, ibound, ties, floor, FROM_LOGITS)
+            m += tl.sum(row.weight(v, keep, ref, mul, FROM_LOGITS))
+        mass = tl.where(cc == c, m, mass)
+    return tl.where(mass > 0.0, tl.log(mass), float("-inf")), ties_before
+
+
+@triton.jit
+def _race_set(x_ptr, row_off, V, t, r, ibound, floor, ref, mul, seed, offset, stream, draw,
+              log_mass, ties_before, amax, FROM_LOGITS: tl.constexpr, BLOCK: tl.constexpr,
+              CHUNK: tl.constexpr, CP2: tl.constexpr):
+    """Draw ``draw`` of the two-stage race over the set of ``_in_set``: a chunk
+    by the set's masses (``_set_masses``; rows longer than CHUNK), then the
+    race among the set's tokens of that chunk (one chunk read)."""
+    chunk = tl.zeros([], tl.int32)
+    ties = tl.zeros([], tl.int32)
+    if V > CHUNK:
+        cc = tl.arange(0, CP2)
+        chunk = pick_chunk(log_mass, cc, cc < tl.cdiv(V, CHUNK), seed, offset, stream, draw)
+        ties = tl.sum(tl.where(cc == chunk, ties_before, 0))
+    best = tl.full([], float("-inf"), tl.float32)
+    best_i = amax
+    for start in range(chunk * CHUNK, tl.minimum(chunk * CHUNK + CHUNK, V), BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
+        keep, ties = _in_set(v, inb, cols, t, r, ibound, ties, floor, FROM_LOGITS)
+        if tl.max(keep.to(tl.int32)) > 0:
+            e = trng.exponential(trng.block_bits(start, BLOCK, seed, offset, stream, draw))
+            race = tl.where(keep, race_key(v, e, ref, mul, FROM_LOGITS), float("-inf"))
+            bk = tl.max(race)
+            bi = tl.min(tl.where(race == bk, cols, 2147483647))
+            better = bk > best
+            best_i = tl.where(better, bi, best_i)
+            best = tl.where(better, bk, best)
+    return best_i
+
+
+@triton.jit
+def _is_kept(x_ptr, row_off, V, d, t, r, FROM_LOGITS: tl.constexpr, BLOCK: tl.constexpr):
+    """Whether token ``d`` is in the prefix ``key > t`` or among the first ``r``
+    ties at ``t``; a tie's rank takes one pass over the tokens before it."""
+    kd = row.order_key(tl.load(x_ptr + row_off + d).to(tl.float32), FROM_LOGITS).to(tl.int64)
+    kept = kd > t
+    if kd == t:
+        rank = tl.zeros([], tl.int32)
+        for start in range(0, d, BLOCK):
+            cols = start + tl.arange(0, BLOCK)
+            v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
+            tie = row.positive(v, inb, FROM_LOGITS) & (cols < d)
+            tie &= row.order_key(v, FROM_LOGITS).to(tl.int64) == t
+            rank += tl.sum(tie.to(tl.int32))
+        kept = rank < r
+    return kept, kd
+
+
+@triton.jit
+def reject_row(x_ptr, row_off, V, t, r, ref, mul, seed, offset, stream, amax,
+               FROM_LOGITS: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr,
+               CP2: tl.constexpr, ROUNDS: tl.constexpr, DRAWS: tl.constexpr):
+    """Top-p alone, one program (docs/semantics.md section 5): rounds of
+    DRAWS draws from a set holding the kept prefix (``key > t`` or among the
+    first ``r`` ties at ``t``), starting with the whole row; the first kept
+    draw is the token; a round with none shrinks the set to the tokens before
+    its earliest draw in the order. After ROUNDS rounds, the race over the
+    kept prefix. Worst case ROUNDS + 1 passes plus one chunk per draw."""
+    at = tl.full([], KEY_NONE, tl.int64)
+    ab = tl.full([], 2147483647, tl.int32)
+    token = tl.full([], -1, tl.int32)
+    for k in range(ROUNDS):
+        if token < 0:
+            log_mass, ties_before = _set_masses(x_ptr, row_off, V, at, 2147483647, ab,
+                                                float("-inf"), ref, mul, FROM_LOGITS, BLOCK,
+                                                CHUNK, CP2)
+            fk = tl.full([], KEY_NONE, tl.int64)
+            fi = tl.full([], 2147483647, tl.int32)
+            for q in range(k * DRAWS, k * DRAWS + DRAWS):
+                if token < 0:
+                    d = _race_set(x_ptr, row_off, V, at, 2147483647, ab, float("-inf"), ref, mul,
+                                  seed, offset, stream, q, log_mass, ties_before, amax,
+                                  FROM_LOGITS, BLOCK, CHUNK, CP2)
+                    kept, kd = _is_kept(x_ptr, row_off, V, d, t, r, FROM_LOGITS, BLOCK)
+                    token = tl.where(kept, d, token)
+                    earlier = (kd > fk) | ((kd == fk) & (d < fi))
+                    fk = tl.where(earlier, kd, fk)
+                    fi = tl.where(earlier, d, fi)
+            at = fk
+            ab = fi
+    if token < 0:
+        log_mass, ties_before = _set_masses(x_ptr, row_off, V, t, r, 2147483647, float("-inf"),
+                                            ref, mul, FROM_LOGITS, BLOCK, CHUNK, CP2)
+        token = _race_set(x_ptr, row_off, V, t, r, 2147483647, float("-inf"), ref, mul, seed,
+                          offset, stream, ROUNDS * DRAWS, log_mass, ties_before, amax,
+                          FROM_LOGITS, BLOCK, CHUNK, CP2)
+    return token
+
+
+@triton.jit
+def final_race(x_ptr, row_off, V, p, kmax, kmin, amax, n_pos, ref, mul, total, seed, offset,
+               stream, FROM_LOGITS: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr,
+               CP2: tl.constexpr):
+    """Top-p alone after its last round of draws: the race over the kept
+    prefix with draw ROUNDS * DRAWS (the search, at most 8 passes, then 1
+    pass and one chunk)."""
+    t, r, length, _ = _prefix(x_ptr, row_off, V, 0, p, kmax, kmin, n_pos, ref, mul, total,
+                              False, True, False, False, FROM_LOGITS, BLOCK)
+    token = amax
+    if length > 1:
+        log_mass, ties_before = _set_masses(x_ptr, row_off, V, t, r, 2147483647, float("-inf"),
+                                            ref, mul, FROM_LOGITS, BLOCK, CHUNK, CP2)
+        token = _race_set(x_ptr, row_off, V, t, r, 2147483647, float("-inf"), ref, mul, seed,
+                          offset, stream, ROUNDS * DRAWS, log_mass, ties_before, amax,
+                          FROM_LOGITS, BLOCK, CHUNK, CP2)
+    return token
 
 
 @triton.jit
@@ -151,6 +294,8 @@ def sample_row(x_ptr, row_off, V, j, k, p, mp, kmax, kmin, amax, n_pos, vmax, re
     """One program, one valid row: the kept prefix (0-16 search passes), the
     kept mass of each chunk (1 pass, rows longer than CHUNK only), then the
     race in the chosen chunk (one chunk). Worst case 1 + 16 + 1 + 1 passes.
+    Rows whose only filter is top-p draw by rejection (``reject_row``: at most
+    ROUNDS + 1 more passes).
 
     The bounded fallback of the pruned path (chunked.py) when its candidate
     buffer overflows; ``CP2`` bounds the number of chunks.
@@ -161,47 +306,29 @@ def sample_row(x_ptr, row_off, V, j, k, p, mp, kmax, kmin, amax, n_pos, vmax, re
     min_p_floor = float("-inf")
     if HAS_MINP:
         min_p_floor = _min_p_floor(mp, vmax)
-    if length > 1:
-        stream = stream_of(j, STREAM_IS_POS)
-        chunk = tl.zeros([], tl.int32)
-        ties = tl.zeros([], tl.int32)
-        if V > CHUNK:
-            # Stage one of the race: kept mass per chunk, and the ties seen
-            # before each chunk (the tie rank runs over the whole row).
-            cc = tl.arange(0, CP2)
-            mass = tl.zeros([CP2], tl.float32)
-            ties_before = tl.zeros([CP2], tl.int32)
-            for c in range(0, tl.cdiv(V, CHUNK)):
-                ties_before = tl.where(cc == c, ties, ties_before)
-                m = tl.zeros([], tl.float32)
-                for start in range(c * CHUNK, tl.minimum(c * CHUNK + CHUNK, V), BLOCK):
-                    cols = start + tl.arange(0, BLOCK)
-                    v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
-                    keep, ties = kept_in_block(v, inb, t, r, ties, FROM_LOGITS)
-                    keep &= v >= min_p_floor
-                    m += tl.sum(row.weight(v, keep, ref, mul, FROM_LOGITS))
-                mass = tl.where(cc == c, m, mass)
-            log_mass = tl.where(mass > 0.0, tl.log(mass), float("-inf"))
-            chunk = pick_chunk(log_mass, cc, cc < tl.cdiv(V, CHUNK), seed, offset, stream)
-            ties = tl.sum(tl.where(cc == chunk, ties_before, 0))
-        best = tl.full([], float("-inf"), tl.float32)
-        best_i = amax
-        for start in range(chunk * CHUNK, tl.minimum(chunk * CHUNK + CHUNK, V), BLOCK):
-            cols = start + tl.arange(0, BLOCK)
-            v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
-            keep, ties = kept_in_block(v, inb, t, r, ties, FROM_LOGITS)
-            keep &= v >= min_p_floor
-            if tl.max(keep.to(tl.int32)) > 0:
-                e = trng.exponential(trng.block_bits(start, BLOCK, seed, offset, stream))
-                race = race_key(v, e, ref, mul, FROM_LOGITS)
-                race = tl.where(keep, race, float("-inf"))
-                bk = tl.max(race)
-                bi = tl.min(tl.where(race == bk, cols, 2147483647))
-                better = bk > best
-                best_i = tl.where(better, bi, best_i)
-                best = tl.where(better, bk, best)
-        token = best_i
+    stream = stream_of(j, STREAM_IS_POS)
+    if top_p_alone(k, mp, V, HAS_K, HAS_P, HAS_MINP):
+        token = reject_row(x_ptr, row_off, V, t, r, ref, mul, seed, offset, stream, amax,
+                           FROM_LOGITS, BLOCK, CHUNK, CP2, ROUNDS, DRAWS)
+    elif length > 1:
+        log_mass, ties_before = _set_masses(x_ptr, row_off, V, t, r, 2147483647, min_p_floor,
+                                            ref, mul, FROM_LOGITS, BLOCK, CHUNK, CP2)
+        token = _race_set(x_ptr, row_off, V, t, r, 2147483647, min_p_floor, ref, mul, seed,
+                          offset, stream, 0, log_mass, ties_before, amax, FROM_LOGITS, BLOCK,
+                          CHUNK, CP2)
     return token
+
+
+@triton.jit
+def top_p_alone(k, mp, V, HAS_K: tl.constexpr, HAS_P: tl.constexpr, HAS_MINP: tl.constexpr):
+    """Whether an output's only active filter is top-p (top-k off: ``k <= 0``
+    or ``k >= V``; min-p off: ``<= 0``): it draws by rejection."""
+    alone = HAS_P
+    if HAS_K:
+        alone = alone & ~((k > 0) & (k < V))
+    if HAS_MINP:
+        alone = alone & ~(mp > 0.0)
+    return alone
 
 
 @triton.jit

@@ -16,6 +16,7 @@ _W1: tl.constexpr = tl.constexpr(rng.PHILOX_W1)
 _ROUNDS: tl.constexpr = tl.constexpr(rng.PHILOX_ROUNDS)
 # 2**31 as an int32 bit pattern (a literal 2**31 would widen the counter to int64).
 _CHUNK_COUNTER: tl.constexpr = tl.constexpr(rng.CHUNK_COUNTER - 2**32)
+_DRAW: tl.constexpr = tl.constexpr(rng.DRAW_COUNTER)
 
 
 @triton.jit
@@ -48,13 +49,13 @@ def _philox_at(groups, seed, offset, stream):
 
 
 @triton.jit
-def block_bits(start, BLOCK: tl.constexpr, seed, offset, stream):
-    """Random bits (uint32) of tokens ``start .. start + BLOCK - 1``.
+def block_bits(start, BLOCK: tl.constexpr, seed, offset, stream, draw):
+    """Random bits (uint32) of tokens ``start .. start + BLOCK - 1`` in draw ``draw``.
 
     ``start`` must be a multiple of 4: one Philox call serves four tokens, and
     the words are interleaved back into token order.
     """
-    groups = (start // 4 + tl.arange(0, BLOCK // 4)).to(tl.uint32)
+    groups = (tl.arange(0, BLOCK // 4) + start // 4 + draw * _DRAW).to(tl.uint32)
     w0, w1, w2, w3 = _philox_at(groups, seed, offset, stream)
     # join appends a trailing axis, so [g, a, b] holds (w0, w2 | w1, w3)[b][a]
     # and flattens to w0, w1, w2, w3 at 4g .. 4g + 3.
@@ -63,17 +64,19 @@ def block_bits(start, BLOCK: tl.constexpr, seed, offset, stream):
 
 
 @triton.jit
-def token_bits(tokens, seed, offset, stream):
-    """Random bits (uint32) of arbitrary token ids (int32 tensor): one Philox call each."""
-    w0, w1, w2, w3 = _philox_at((tokens // 4).to(tl.uint32), seed, offset, stream)
+def token_bits(tokens, seed, offset, stream, draw):
+    """Random bits (uint32) of arbitrary token ids (int32 tensor) in draw
+    ``draw``: one Philox call each."""
+    w0, w1, w2, w3 = _philox_at((tokens // 4 + draw * _DRAW).to(tl.uint32), seed, offset, stream)
     lane = tokens % 4
     return tl.where(lane == 0, w0, tl.where(lane == 1, w1, tl.where(lane == 2, w2, w3)))
 
 
 @triton.jit
-def chunk_bits(chunks, seed, offset, stream):
-    """Random bits (uint32) of chunk ids (int32 tensor): the chunk draws of rng.py."""
-    groups = (chunks // 4 + _CHUNK_COUNTER).to(tl.uint32, bitcast=True)
+def chunk_bits(chunks, seed, offset, stream, draw):
+    """Random bits (uint32) of chunk ids (int32 tensor) in draw ``draw``: the
+    chunk draws of rng.py."""
+    groups = (chunks // 4 + _CHUNK_COUNTER + draw * _DRAW).to(tl.uint32, bitcast=True)
     w0, w1, w2, w3 = _philox_at(groups, seed, offset, stream)
     lane = chunks % 4
     return tl.where(lane == 0, w0, tl.where(lane == 1, w1, tl.where(lane == 2, w2, w3)))
