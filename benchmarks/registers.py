@@ -1,0 +1,89 @@
+"""Registers per thread of the chunked kernels, compiled for sm_90 on any
+machine (no GPU needed: Triton's own compiler and cuobjdump).
+
+A streaming kernel whose per-row tail needs many registers gets them for
+every program: at 8 warps, 188 registers let one program sit on an SM where
+77 let three, and the whole read slows down (benchmarks/RESULTS.md, seventh
+session). Run this after changing a kernel or its tail:
+
+    python benchmarks/registers.py [name ...]
+
+Counts come from the Triton installed here; the GPU machine's Triton may
+differ by a few registers.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from tokensampler.triton import chunked
+
+POINTERS = dict(x_ptr="*fp32", t_ptr="*fp32", pi_ptr="*i32", pf_ptr="*fp32", gm_ptr="*i32",
+                plan_ptr="*i32", k_ptr="*i64", p_ptr="*fp32", st_ptr="*i32",
+                arrived_ptr="*i32", seed_ptr="*i64", off_ptr="*i64", idx_ptr="*i64",
+                out_ptr="*i32", valid_ptr="*i1", draws_ptr="*i32", part_ptr="*fp32",
+                mp_ptr="*fp32", count_ptr="*i32", cand_ptr="*i64", above_ptr="*fp32",
+                n_above_ptr="*i32", mass_ptr="*fp32")
+FLOATS = {"t_val", "p_val", "mp_val"}
+ROW = dict(HAS_INDICES=False, FROM_LOGITS=False, T_ROW=False, STREAM_IS_POS=True, CP2=64)
+STATS = dict(ROW, WITH_GM=False, CHUNK=4096, GROUP=32, PLAN=False, HAS_K=False, K_ROW=False,
+             HAS_P=False, P_ROW=False, JOINT=False, GP2=64, BRACKET=False, NS=3, REJECT=False,
+             DRAWS=4)
+# The V=128256 variants of the samplers' launches (name: kernel, constexprs).
+KERNELS = {
+    "stats": (chunked.stats_kernel, STATS),
+    "stats_reject": (chunked.stats_kernel, dict(STATS, PLAN=True, HAS_P=True, REJECT=True)),
+    "stats_plan_joint": (chunked.stats_kernel, dict(STATS, WITH_GM=True, PLAN=True, HAS_K=True,
+                                                    HAS_P=True, JOINT=True, GP2=8192)),
+    "check": (chunked.check_kernel, dict(ROW, P_ROW=False, CHUNK=4096, BLOCK=1024, DRAWS=4,
+                                         ROUNDS=3)),
+    "compact_select": (chunked.compact_kernel, dict(ROW, HAS_K=True, K_ROW=False, HAS_P=True,
+                                                    P_ROW=False, HAS_MINP=False, MINP_ROW=False,
+                                                    JOINT=True, CAP=4096, BLOCK=1024,
+                                                    CHUNK=4096, BRACKET=False, SELECT=True,
+                                                    GROUP=32)),
+    "final": (chunked.final_kernel, dict(ROW, HAS_MINP=False, MINP_ROW=False, CHUNK=4096)),
+}
+
+
+def compile_sm90(fn, constexprs, num_warps=8):
+    sig = {}
+    for name in fn.arg_names:
+        if name in constexprs:
+            sig[name] = "constexpr"
+        else:
+            sig[name] = POINTERS.get(name, "fp32" if name in FLOATS else "i32")
+    src = ASTSource(fn=fn, signature=sig,
+                    constexprs={(fn.arg_names.index(k),): v for k, v in constexprs.items()})
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32),
+                          options=dict(num_warps=num_warps))
+
+
+def resource_usage(kernel) -> str:
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin",
+                        "cuobjdump")
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "k.cubin")
+        with open(path, "wb") as f:
+            f.write(kernel.asm["cubin"])
+        out = subprocess.run([tool, "--dump-resource-usage", path], capture_output=True,
+                             text=True, check=True).stdout
+    return next(line.strip() for line in out.splitlines() if "REG:" in line)
+
+
+def main():
+    for name in sys.argv[1:] or KERNELS:
+        fn, constexprs = KERNELS[name]
+        usage = resource_usage(compile_sm90(fn, constexprs))
+        regs = int(usage.split("REG:")[1].split()[0])
+        # 65536 registers an SM; a program of 8 warps is 256 threads.
+        print(f"{name:<18} {usage.split(' STACK')[0]:<8} -> {65536 // (regs * 256)} programs "
+              f"of 8 warps per SM   ({usage})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
