@@ -46,6 +46,7 @@ KERNELS = {
                                                     JOINT=True, CAP=4096, BLOCK=1024,
                                                     CHUNK=4096, BRACKET=False, SELECT=True,
                                                     GROUP=32)),
+    "draw": (chunked.draw_kernel, dict(ROW, P_ROW=False, CHUNK=4096, DRAWS=4)),
     "final": (chunked.final_kernel, dict(ROW, HAS_MINP=False, MINP_ROW=False, CHUNK=4096)),
 }
 

@@ -206,7 +206,8 @@ def test_top_p_histogram_narrows_to_the_buffer(from_logits, fused, monkeypatch):
     import tokensampler.triton as tt
     seen = []
     monkeypatch.setattr(tt, "inspect", seen.append)
-    monkeypatch.setattr(tt, "FUSE_ROWS", dict(zip(("plan", "narrow", "select"), fused)))
+    monkeypatch.setattr(tt, "FUSE_ROWS", {**tt.FUSE_ROWS,
+                                          **dict(zip(("plan", "narrow", "select"), fused))})
     # The histogram bracket serves top-p alone where steps do not fuse (ROCm).
     monkeypatch.setattr(tt, "_FUSE_OK", False)
     vocab, batch = 3 * 4096 + 7, 6
@@ -263,15 +264,17 @@ def test_histogram_bracket_counts_are_upper_bounds(monkeypatch):
     assert max(ws.count.tolist()) <= ws.cap
 
 
-@pytest.mark.parametrize("vocab", [64, 9000])
-def test_top_p_rejection_rounds_match_reference(vocab, monkeypatch):
+@pytest.mark.parametrize("vocab, draws_fused", [(64, True), (9000, True), (9000, False)])
+def test_top_p_rejection_rounds_match_reference(vocab, draws_fused, monkeypatch):
     """Top-p alone by adaptive rejection, chunk-parallel: rows whose kept set
     is tokens 0 and 1 of a nearly flat row (kept mass 3/65 or 3/9001), so
     that later rounds and the final race decide many of them, and ordinary
-    rows decided in round 0; every stage is taken and every token matches."""
+    rows decided in round 0; every stage is taken and every token matches,
+    with round 0's draws in the stats launch's tail and in their own launch."""
     import tokensampler.triton as tt
     seen = []
     monkeypatch.setattr(tt, "inspect", seen.append)
+    monkeypatch.setattr(tt, "FUSE_ROWS", {**tt.FUSE_ROWS, "draws": (1 << 30) if draws_fused else 0})
     batch = 48
     x = torch.ones(batch, vocab)
     x[:, 0] = 2.0
@@ -343,3 +346,19 @@ def test_strided_per_row_tensors():
                      backend="reference", **{k: v.contiguous() for k, v in kw.items()})
             got = fn(logits, probs, *params, return_valid=True, backend="triton", **kw)
             assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]), (name, kw.keys())
+
+
+def test_register_cap_follows_the_device(monkeypatch):
+    """``maxnreg`` for k programs of w warps an SM comes from the device's
+    registers per SM, rounded down to 8; none where that is unknown or off
+    CUDA (the interpreter runs uncapped)."""
+    from types import SimpleNamespace
+    import tokensampler.triton as tt
+    on_gpu = SimpleNamespace(device=SimpleNamespace(type="cuda"))
+    monkeypatch.setattr(tt, "_regs_per_sm", lambda device: 65536)
+    assert tt._reg_cap(on_gpu, 4, 8) == {"maxnreg": 64}    # H100: check_kernel
+    assert tt._reg_cap(on_gpu, 3, 8) == {"maxnreg": 80}    # 85 rounded down
+    assert tt._reg_cap(on_gpu, 3, 4) == {"maxnreg": 168}
+    monkeypatch.setattr(tt, "_regs_per_sm", lambda device: 0)
+    assert tt._reg_cap(on_gpu, 4, 8) == {}
+    assert tt._reg_cap(torch.zeros(1), 4, 8) == {}
