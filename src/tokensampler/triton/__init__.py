@@ -265,7 +265,7 @@ def _sample_top_p(call, x, out, valid, common, grid, seeds, p_ptr, p_val, p_row,
            *common, t_ptr, t_val, part_i, part_f, draws, draws, p_ptr, p_val, p_ptr, p_val,
            state, arrived, *seeds, out, valid, WITH_GM=False, CHUNK=chunk, GROUP=GROUP,
            PLAN=fused, GP2=cp2, BRACKET=False, NS=HIST_PASSES, REJECT=True, DRAWS=DRAWS,
-           num_warps=warps, **fk, **stream, **flags)
+           num_warps=warps if fused else 4, **fk, **stream, **flags)   # 4: plain's (measured best)
     if not fused:
         launch(chunked.draw_kernel, (n, DRAWS),
                *common, part_i, part_f, draws, state, *seeds, out, valid, p_ptr, p_val, t_ptr,
@@ -277,8 +277,8 @@ def _sample_top_p(call, x, out, valid, common, grid, seeds, p_ptr, p_val, p_row,
         launch(chunked.check_kernel, grid,
                *common, part_i, part_f, draws, state, sums, arrived[(1 + k) * n:], k, *seeds,
                out, valid, p_ptr, p_val, t_ptr, t_val, P_ROW=p_row, CP2=cp2, CHUNK=chunk,
-               BLOCK=_block(x.shape[1]), DRAWS=DRAWS, ROUNDS=ROUNDS, num_warps=warps, **stream,
-               **flags, **regs)
+               BLOCK=_block(x.shape[1]), DRAWS=DRAWS, ROUNDS=ROUNDS, FIRST=k == 0,
+               num_warps=warps, **stream, **flags, **regs)
     if inspect is not None:
         inspect(SimpleNamespace(n=n, reject=True, state=state))
     return out, valid

@@ -430,36 +430,63 @@ def check_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr,
                  valid_ptr, p_ptr, p_val, t_ptr, t_val, HAS_INDICES: tl.constexpr,
                  FROM_LOGITS: tl.constexpr, P_ROW: tl.constexpr, T_ROW: tl.constexpr,
                  STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr, CHUNK: tl.constexpr,
-                 BLOCK: tl.constexpr, DRAWS: tl.constexpr, ROUNDS: tl.constexpr):
+                 BLOCK: tl.constexpr, DRAWS: tl.constexpr, ROUNDS: tl.constexpr,
+                 FIRST: tl.constexpr):
     """Round k of top-p alone, chunk (j, c): for each of the row's DRAWS
     draws, the mass (chunk scale) of the chunk's tokens before it in the
-    order (docs/semantics.md section 3). One read of
-    the chunk; rows decided in an earlier round read nothing. The row's last
-    program to finish then decides (``decide_round``)."""
+    order (docs/semantics.md section 3). One read of the chunk; rows decided
+    in an earlier round read nothing. In round 0 (FIRST) nearly every row is
+    open, so the chunk's load is issued before the row's state arrives
+    rather than after it (an invalid or greedy row's chunk is read for
+    nothing). The row's last program to finish then decides
+    (``decide_round``)."""
     j = tl.program_id(0)
     c = tl.program_id(1)
-    if tl.load(st_ptr + j) == k:
+    cols = c * CHUNK + tl.arange(0, CHUNK)
+    if FIRST:
         ok, row_off, _k, p, _m, greedy, inv_t = request(
             j, idx_ptr, B, stride_row, p_ptr, 0, p_ptr, p_val, p_ptr, 0.0, t_ptr, t_val,
             HAS_INDICES, False, False, True, P_ROW, False, False, FROM_LOGITS, T_ROW)
-        base = (j * C + c).to(tl.int64)
-        cols = c * CHUNK + tl.arange(0, CHUNK)
         v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
-        key = row.order_key(v, FROM_LOGITS)
-        shift, factor = _chunk_scale(pf_ptr, base, inv_t, FROM_LOGITS)
-        w = _local_weight(v, row.positive(v, inb, FROM_LOGITS), shift, factor, inv_t,
-                          FROM_LOGITS)
-        # One 1-D sum per draw: a [CHUNK, DRAWS] mask took 179 registers a
-        # thread and a third of the occupancy (measured on an H100).
-        for q in tl.static_range(DRAWS):
-            d = tl.load(draws_ptr + j * DRAWS + q)
-            dkey = row.order_key(tl.load(x_ptr + row_off + d).to(tl.float32), FROM_LOGITS)
-            before = (key > dkey) | ((key == dkey) & (cols < d))
-            tl.store(part_ptr + base * DRAWS + q, tl.sum(tl.where(before, w, 0.0)))
-        if arrive(arrived_ptr + j, C):
-            decide_round(j, k, x_ptr, row_off, V, C, pi_ptr, pf_ptr, draws_ptr, st_ptr, part_ptr,
-                         seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr, p, inv_t,
-                         FROM_LOGITS, STREAM_IS_POS, CP2, CHUNK, BLOCK, DRAWS, ROUNDS)
+        if tl.load(st_ptr + j) == k:
+            _check_chunk(j, c, k, v, inb, cols, row_off, p, inv_t, x_ptr, V, C, pi_ptr, pf_ptr,
+                         draws_ptr, st_ptr, part_ptr, arrived_ptr, seed_ptr, seed_step, off_ptr,
+                         off_step, out_ptr, valid_ptr, FROM_LOGITS, STREAM_IS_POS, CP2, CHUNK,
+                         BLOCK, DRAWS, ROUNDS)
+    else:
+        if tl.load(st_ptr + j) == k:
+            ok, row_off, _k, p, _m, greedy, inv_t = request(
+                j, idx_ptr, B, stride_row, p_ptr, 0, p_ptr, p_val, p_ptr, 0.0, t_ptr, t_val,
+                HAS_INDICES, False, False, True, P_ROW, False, False, FROM_LOGITS, T_ROW)
+            v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
+            _check_chunk(j, c, k, v, inb, cols, row_off, p, inv_t, x_ptr, V, C, pi_ptr, pf_ptr,
+                         draws_ptr, st_ptr, part_ptr, arrived_ptr, seed_ptr, seed_step, off_ptr,
+                         off_step, out_ptr, valid_ptr, FROM_LOGITS, STREAM_IS_POS, CP2, CHUNK,
+                         BLOCK, DRAWS, ROUNDS)
+
+
+@triton.jit
+def _check_chunk(j, c, k, v, inb, cols, row_off, p, inv_t, x_ptr, V, C, pi_ptr, pf_ptr,
+                 draws_ptr, st_ptr, part_ptr, arrived_ptr, seed_ptr, seed_step, off_ptr,
+                 off_step, out_ptr, valid_ptr, FROM_LOGITS: tl.constexpr,
+                 STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr, CHUNK: tl.constexpr,
+                 BLOCK: tl.constexpr, DRAWS: tl.constexpr, ROUNDS: tl.constexpr):
+    """``check_kernel``'s work on its loaded chunk ``v`` of an open row."""
+    base = (j * C + c).to(tl.int64)
+    key = row.order_key(v, FROM_LOGITS)
+    shift, factor = _chunk_scale(pf_ptr, base, inv_t, FROM_LOGITS)
+    w = _local_weight(v, row.positive(v, inb, FROM_LOGITS), shift, factor, inv_t, FROM_LOGITS)
+    # One 1-D sum per draw: a [CHUNK, DRAWS] mask took 179 registers a
+    # thread and a third of the occupancy (measured on an H100).
+    for q in tl.static_range(DRAWS):
+        d = tl.load(draws_ptr + j * DRAWS + q)
+        dkey = row.order_key(tl.load(x_ptr + row_off + d).to(tl.float32), FROM_LOGITS)
+        before = (key > dkey) | ((key == dkey) & (cols < d))
+        tl.store(part_ptr + base * DRAWS + q, tl.sum(tl.where(before, w, 0.0)))
+    if arrive(arrived_ptr + j, C):
+        decide_round(j, k, x_ptr, row_off, V, C, pi_ptr, pf_ptr, draws_ptr, st_ptr, part_ptr,
+                     seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr, p, inv_t,
+                     FROM_LOGITS, STREAM_IS_POS, CP2, CHUNK, BLOCK, DRAWS, ROUNDS)
 
 
 @triton.jit
