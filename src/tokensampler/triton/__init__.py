@@ -262,8 +262,9 @@ def _sample_top_p(call, x, out, valid, common, grid, seeds, p_ptr, p_val, p_row,
     stream = dict(STREAM_IS_POS=not call.seed_per_output)
     fused = n <= FUSE_ROWS["draws"]
     # 4 warps: plain sampling's stats launch, the same code without the tail
-    # (84 against 91 µs at 8 warps, B=256, H100). Both forms must use the same
-    # warps: the chunk masses' summation order, and so the draws, depend on it.
+    # (84 µs there against 91 at 8 warps here, B=256, H100, two runs). Both
+    # forms must use the same warps: the chunk masses' summation order, and
+    # so the draws, depend on it.
     launch(chunked.stats_kernel, grid,
            *common, t_ptr, t_val, part_i, part_f, draws, draws, p_ptr, p_val, p_ptr, p_val,
            state, arrived, *seeds, out, valid, WITH_GM=False, CHUNK=chunk, GROUP=GROUP,
