@@ -264,13 +264,16 @@ def test_histogram_bracket_counts_are_upper_bounds(monkeypatch):
     assert max(ws.count.tolist()) <= ws.cap
 
 
-@pytest.mark.parametrize("vocab, draws_fused", [(64, True), (9000, True), (9000, False)])
+@pytest.mark.parametrize("vocab, draws_fused", [(64, True), (64, False), (9000, False)])
 def test_top_p_rejection_rounds_match_reference(vocab, draws_fused, monkeypatch):
     """Top-p alone by adaptive rejection, chunk-parallel: rows whose kept set
     is tokens 0 and 1 of a nearly flat row (kept mass 3/65 or 3/9001), so
     that later rounds and the final race decide many of them, and ordinary
     rows decided in round 0; every stage is taken and every token matches,
-    with round 0's draws in the stats launch's tail and in their own launch."""
+    with round 0's draws in the stats launch's tail and in their own launch
+    (the tail over several chunks costs 85 s here; ordinary multi-chunk rows
+    take it in test_samplers_match_reference, and test_gpu compares the two
+    forms bitwise)."""
     import tokensampler.triton as tt
     seen = []
     monkeypatch.setattr(tt, "inspect", seen.append)
