@@ -264,20 +264,22 @@ def test_histogram_bracket_counts_are_upper_bounds(monkeypatch):
     assert max(ws.count.tolist()) <= ws.cap
 
 
-@pytest.mark.parametrize("vocab, draws_fused", [(64, True), (64, False), (9000, False)])
-def test_top_p_rejection_rounds_match_reference(vocab, draws_fused, monkeypatch):
-    """Top-p alone by adaptive rejection, chunk-parallel: rows whose kept set
-    is tokens 0 and 1 of a nearly flat row (kept mass 3/65 or 3/9001), so
-    that later rounds and the final race decide many of them, and ordinary
-    rows decided in round 0; every stage is taken and every token matches,
-    with round 0's draws in the stats launch's tail and in their own launch
-    (the tail over several chunks costs 85 s here; ordinary multi-chunk rows
-    take it in test_samplers_match_reference, and test_gpu compares the two
-    forms bitwise)."""
+@pytest.mark.parametrize("vocab, form", [(64, "tail"), (64, "split"), (9000, "split"),
+                                         (64, "single")])
+def test_top_p_rejection_rounds_match_reference(vocab, form, monkeypatch):
+    """Top-p alone by adaptive rejection: rows whose kept set is tokens 0
+    and 1 of a nearly flat row (kept mass 3/65 or 3/9001), so that later
+    rounds and the final race decide many of them, and ordinary rows decided
+    in round 0; every token matches. Chunk-parallel with round 0's draws in
+    the stats launch's tail or in their own launch (every stage taken), and
+    the single-program ``reject_row`` that ROCm's rows take. The tail over
+    several chunks costs 85 s here; ordinary multi-chunk rows take it in
+    test_samplers_match_reference, and test_gpu compares the forms bitwise."""
     import tokensampler.triton as tt
     seen = []
     monkeypatch.setattr(tt, "inspect", seen.append)
-    monkeypatch.setattr(tt, "FUSE_ROWS", {**tt.FUSE_ROWS, "draws": (1 << 30) if draws_fused else 0})
+    monkeypatch.setattr(tt, "FUSE_ROWS", {**tt.FUSE_ROWS, "draws": (1 << 30) if form == "tail" else 0})
+    monkeypatch.setattr(tt, "_FUSE_OK", form != "single")
     batch = 48
     x = torch.ones(batch, vocab)
     x[:, 0] = 2.0
@@ -291,9 +293,10 @@ def test_top_p_rejection_rounds_match_reference(vocab, draws_fused, monkeypatch)
     got = ts.top_p_sampling_from_probs(x, p, seed=seeds, return_valid=True, backend="triton")
     assert torch.equal(got[1], ref[1])
     assert torch.equal(got[0], ref[0]), (got[0] != ref[0]).nonzero().flatten().tolist()
-    (ws,) = seen
-    stages = set((-2 - ws.state).tolist())      # round that decided each row; ROUNDS: the race
-    assert stages >= {0, 1, tt.ROUNDS}, stages
+    if form != "single":
+        (ws,) = seen
+        stages = set((-2 - ws.state).tolist())   # round that decided each row; ROUNDS: the race
+        assert stages >= {0, 1, tt.ROUNDS}, stages
 
 
 def test_top_p_rejection_on_denormal_chunks():
