@@ -1,0 +1,96 @@
+"""How fast can a Triton program grid read a (B, V) float32 batch, and how
+close is the stats pass? (benchmarks/RESULTS.md, seventh session: both
+passes of top-p's rejection path run at ~1.6 TB/s, and at that rate no
+launch arrangement beats FlashInfer.)
+
+One run, one card, median of CUDA events (``triton.testing.do_bench``):
+
+- torch reads: ``x.sum(1)``, ``x.amax(1)``;
+- ``read_kernel``: programs of ``PER_PROG`` chunks of CHUNK tokens (a loop, so
+  the compiler may keep the next chunk's loads in flight), one sum each,
+  over num_warps and PER_PROG;
+- the stats launch of plain sampling (the first pass of every sampler),
+  from torch.profiler, at 4, 8 and 16 warps.
+
+    python benchmarks/read_rate.py [B ...]
+"""
+import sys
+
+import torch
+import triton
+import triton.language as tl
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
+
+import tokensampler as ts
+import tokensampler.triton as tt
+from tokensampler.triton import launcher
+
+V = 128256
+CHUNK = 4096
+
+
+@triton.jit
+def read_kernel(x_ptr, out_ptr, V, CHUNK: tl.constexpr, PER_PROG: tl.constexpr):
+    """Program (j, g): chunks g * PER_PROG .. of row j, one sum each (``out``
+    has a slot for every chunk of the padded grid)."""
+    j = tl.program_id(0)
+    g = tl.program_id(1)
+    for i in tl.range(0, PER_PROG):
+        c = g * PER_PROG + i
+        cols = c * CHUNK + tl.arange(0, CHUNK)
+        v = tl.load(x_ptr + j.to(tl.int64) * V + cols, mask=cols < V, other=0.0)
+        tl.store(out_ptr + j * tl.num_programs(1) * PER_PROG + c, tl.sum(v))
+
+
+def bench(fn):
+    return triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median") * 1e3
+
+
+def stats_time(x, warps):
+    """GPU µs of the stats launch in plain sampling, with ``num_warps`` forced."""
+    def forced(kernel, grid, *a, **kw):
+        if kernel.fn.__name__ == "stats_kernel":
+            kw = {**kw, "num_warps": warps}
+        launcher.launch(kernel, grid, *a, **kw)
+    tt.launch = forced
+    try:
+        fn = lambda: ts.sampling_from_probs(x, seed=1)  # noqa: E731
+        for _ in range(3):
+            fn()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(10):
+                fn()
+            torch.cuda.synchronize()
+    finally:
+        tt.launch = launcher.launch
+    times = [e.device_time for e in prof.events()
+             if e.device_type == DeviceType.CUDA and "stats_kernel" in e.name]
+    return sorted(times)[len(times) // 2]
+
+
+def main():
+    batches = [int(a) for a in sys.argv[1:]] or [256, 1024]
+    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}")
+    C = triton.cdiv(V, CHUNK)
+    for B in batches:
+        x = torch.softmax(torch.randn(B, V, device="cuda"), 1)
+        gb = x.numel() * 4 / 1e9
+        out = torch.empty(B * C * 8, device="cuda")
+        rows = [("torch sum", bench(lambda: x.sum(1))), ("torch amax", bench(lambda: x.amax(1)))]
+        for per in (1, 2, 4, 8):
+            for warps in (4, 8, 16):
+                grid = (B, triton.cdiv(C, per))
+                rows.append((f"read_kernel per_prog={per} warps={warps}", bench(
+                    lambda: read_kernel[grid](x, out, V, CHUNK=CHUNK, PER_PROG=per,
+                                              num_warps=warps))))
+        for warps in (4, 8, 16):
+            rows.append((f"stats_kernel (plain) warps={warps}", stats_time(x, warps)))
+        print(f"B={B} V={V} float32, {gb * 1e3:.0f} MB")
+        for name, us in rows:
+            print(f"  {name:<40} {us:7.1f} us  {gb / us * 1e3:5.2f} TB/s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
