@@ -40,12 +40,13 @@ KERNELS = {
     "stats_plan_joint": (chunked.stats_kernel, dict(STATS, WITH_GM=True, PLAN=True, HAS_K=True,
                                                     HAS_P=True, JOINT=True, GP2=8192)),
     "check": (chunked.check_kernel, dict(ROW, P_ROW=False, CHUNK=4096, BLOCK=1024, DRAWS=4,
-                                         ROUNDS=3)),
+                                         ROUNDS=3, FIRST=True)),
     "compact_select": (chunked.compact_kernel, dict(ROW, HAS_K=True, K_ROW=False, HAS_P=True,
                                                     P_ROW=False, HAS_MINP=False, MINP_ROW=False,
                                                     JOINT=True, CAP=4096, BLOCK=1024,
                                                     CHUNK=4096, BRACKET=False, SELECT=True,
                                                     GROUP=32)),
+    "draw": (chunked.draw_kernel, dict(ROW, P_ROW=False, CHUNK=4096, DRAWS=4)),
     "final": (chunked.final_kernel, dict(ROW, HAS_MINP=False, MINP_ROW=False, CHUNK=4096)),
 }
 

@@ -206,7 +206,8 @@ def test_top_p_histogram_narrows_to_the_buffer(from_logits, fused, monkeypatch):
     import tokensampler.triton as tt
     seen = []
     monkeypatch.setattr(tt, "inspect", seen.append)
-    monkeypatch.setattr(tt, "FUSE_ROWS", dict(zip(("plan", "narrow", "select"), fused)))
+    monkeypatch.setattr(tt, "FUSE_ROWS", {**tt.FUSE_ROWS,
+                                          **dict(zip(("plan", "narrow", "select"), fused))})
     # The histogram bracket serves top-p alone where steps do not fuse (ROCm).
     monkeypatch.setattr(tt, "_FUSE_OK", False)
     vocab, batch = 3 * 4096 + 7, 6
@@ -263,17 +264,22 @@ def test_histogram_bracket_counts_are_upper_bounds(monkeypatch):
     assert max(ws.count.tolist()) <= ws.cap
 
 
-@pytest.mark.parametrize("vocab, single", [(64, False), (9000, False), (64, True)])
-def test_top_p_rejection_rounds_match_reference(vocab, single, monkeypatch):
-    """Top-p alone by adaptive rejection, chunk-parallel: rows whose kept set
-    is tokens 0 and 1 of a nearly flat row (kept mass 3/65 or 3/9001), so
-    that later rounds and the final race decide many of them, and ordinary
-    rows decided in round 0; every stage is taken and every token matches.
-    Also the single-program ``reject_row`` that ROCm's rows take."""
+@pytest.mark.parametrize("vocab, form", [(64, "tail"), (64, "split"), (9000, "split"),
+                                         (64, "single")])
+def test_top_p_rejection_rounds_match_reference(vocab, form, monkeypatch):
+    """Top-p alone by adaptive rejection: rows whose kept set is tokens 0
+    and 1 of a nearly flat row (kept mass 3/65 or 3/9001), so that later
+    rounds and the final race decide many of them, and ordinary rows decided
+    in round 0; every token matches. Chunk-parallel with round 0's draws in
+    the stats launch's tail or in their own launch (every stage taken), and
+    the single-program ``reject_row`` that ROCm's rows take. The tail over
+    several chunks costs 85 s here; ordinary multi-chunk rows take it in
+    test_samplers_match_reference, and test_gpu compares the forms bitwise."""
     import tokensampler.triton as tt
     seen = []
     monkeypatch.setattr(tt, "inspect", seen.append)
-    monkeypatch.setattr(tt, "_FUSE_OK", not single)
+    monkeypatch.setattr(tt, "FUSE_ROWS", {**tt.FUSE_ROWS, "draws": (1 << 30) if form == "tail" else 0})
+    monkeypatch.setattr(tt, "_FUSE_OK", form != "single")
     batch = 48
     x = torch.ones(batch, vocab)
     x[:, 0] = 2.0
@@ -287,7 +293,7 @@ def test_top_p_rejection_rounds_match_reference(vocab, single, monkeypatch):
     got = ts.top_p_sampling_from_probs(x, p, seed=seeds, return_valid=True, backend="triton")
     assert torch.equal(got[1], ref[1])
     assert torch.equal(got[0], ref[0]), (got[0] != ref[0]).nonzero().flatten().tolist()
-    if not single:
+    if form != "single":
         (ws,) = seen
         stages = set((-2 - ws.state).tolist())   # round that decided each row; ROUNDS: the race
         assert stages >= {0, 1, tt.ROUNDS}, stages
@@ -346,3 +352,19 @@ def test_strided_per_row_tensors():
                      backend="reference", **{k: v.contiguous() for k, v in kw.items()})
             got = fn(logits, probs, *params, return_valid=True, backend="triton", **kw)
             assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]), (name, kw.keys())
+
+
+def test_register_cap_follows_the_device(monkeypatch):
+    """``maxnreg`` for k programs of w warps an SM comes from the device's
+    registers per SM, rounded down to 8; none where that is unknown or off
+    CUDA (the interpreter runs uncapped)."""
+    from types import SimpleNamespace
+    import tokensampler.triton as tt
+    on_gpu = SimpleNamespace(device=SimpleNamespace(type="cuda"))
+    monkeypatch.setattr(tt, "_regs_per_sm", lambda device: 65536)
+    assert tt._reg_cap(on_gpu, 4, 8) == {"maxnreg": 64}    # H100: check_kernel
+    assert tt._reg_cap(on_gpu, 3, 8) == {"maxnreg": 80}    # 85 rounded down
+    assert tt._reg_cap(on_gpu, 3, 4) == {"maxnreg": 168}
+    monkeypatch.setattr(tt, "_regs_per_sm", lambda device: 0)
+    assert tt._reg_cap(on_gpu, 4, 8) == {}
+    assert tt._reg_cap(torch.zeros(1), 4, 8) == {}

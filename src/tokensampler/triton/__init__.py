@@ -9,6 +9,7 @@ On CPU tensors the same code runs under Triton's interpreter
 
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
 
 import torch
@@ -33,7 +34,11 @@ HIST_BINS = 256    # bins per histogram pass (128 and 256 measured alike; 512 sl
 # at B=256 1082 against 861 (GPU-bound). Which step costs at B=256 is not
 # measured yet (benchmarks/profile_fusion.py). Top-k and joint always fuse
 # (B=256: 300 us against 345).
-FUSE_ROWS = {"plan": 32, "narrow": 32, "select": 32}
+FUSE_ROWS = {"plan": 32, "narrow": 32, "select": 32, "draws": 32}
+# "draws": top-p by rejection makes round 0's draws in the stats launch's
+# tail up to this many outputs (host-bound: one launch fewer), and in a
+# launch of their own, a program per (output, draw), above (GPU-bound: 333
+# against 282 µs at B=256 on an H100, benchmarks/RESULTS.md, seventh session).
 # A fused step relies on every store of a row's programs being visible to the
 # last one after its arrival atomic. Compiled for sm_90 that holds (a barrier,
 # then one thread's fence and atomic, which also empties the SM's L1). The
@@ -70,6 +75,27 @@ def _param(value, dummy: torch.Tensor, default):
     if isinstance(value, torch.Tensor):
         return value, default, True
     return dummy, default if value is None else value, False
+
+
+@functools.lru_cache(maxsize=None)
+def _regs_per_sm(device: torch.device) -> int:
+    return getattr(torch.cuda.get_device_properties(device), "regs_per_multiprocessor", 0)
+
+
+def _reg_cap(x: torch.Tensor, programs: int, warps: int) -> dict:
+    """Launch options that cap a streaming kernel's registers a thread so that
+    ``programs`` programs of ``warps`` warps fit on one SM, from the device's
+    registers per SM (none on the interpreter or where it is unknown). A
+    kernel whose rare per-row tail (``decide_round``, ``plan_row``) needs
+    more registers than its read otherwise gets them for every program, and
+    the read slows down; capped, only the tail spills. Measured on an H100
+    (benchmarks/RESULTS.md, seventh session): check launches 140 -> 105 µs
+    at 64 registers, joint top-k + top-p 488 -> 261 µs at 80. ``maxnreg`` is
+    an NVIDIA option; Triton's AMD backend ignores it."""
+    regs = _regs_per_sm(x.device) if x.device.type == "cuda" else 0
+    if not regs:
+        return {}
+    return dict(maxnreg=regs // (programs * warps * 32) // 8 * 8)
 
 
 def _chunk(vocab: int) -> int:
@@ -149,12 +175,15 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     if call.top_p is not None and call.top_k is None and call.min_p is None and _FUSE_OK:
         return _sample_top_p(call, x, out, valid, common, grid, seeds, p_ptr, p_val, p_row,
                              t_ptr, t_val, fk, flags, chunk, cp2, warps)
+    # Top-k and joint: plan_row and select_row are the rare-heavy tails of
+    # these two launches (three programs an SM, seventh session).
+    regs = _reg_cap(x, 3, warps) if filtered and not bracket else {}
     launch(chunked.stats_kernel, grid,
            *common, t_ptr, t_val, wi.part, wf.part, wi.gm, wi.plan, k_ptr, k_val, p_ptr, p_val,
            wi.st, arrived_stats if filtered else dummy, *seeds, out, valid, WITH_GM=filtered,
            CHUNK=chunk, GROUP=GROUP, PLAN=fuse["plan"], GP2=cp2 * g_per_chunk, BRACKET=bracket,
            NS=HIST_PASSES, REJECT=False, DRAWS=DRAWS, num_warps=warps if filtered else 4, **fk,
-           **stream, **flags)   # measured best
+           **stream, **flags, **regs)   # measured best
     if not filtered:
         if call.min_p is None:
             mass, step = wf.part[2:], 3   # each chunk's whole mass, from stats
@@ -196,7 +225,8 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
                   CHUNK=chunk, BRACKET=bracket, **stream, **fk, **flags)
     launch(chunked.compact_kernel, grid,
            *common, wi.part, wf.part, wi.gm, wi.plan, wi.count, cand, wf.above, wi.above,
-           arrived_compact, *sel, GROUP=GROUP, SELECT=fuse["select"], num_warps=warps, **sel_kw)
+           arrived_compact, *sel, GROUP=GROUP, SELECT=fuse["select"], num_warps=warps, **sel_kw,
+           **regs)
     if not fuse["select"]:
         launch(chunked.select_kernel, (n,),
                *common, wi.part, wf.part, wi.plan, wi.count, cand, wf.above, wi.above, *sel,
@@ -214,10 +244,11 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
 def _sample_top_p(call, x, out, valid, common, grid, seeds, p_ptr, p_val, p_row, t_ptr, t_val,
                   fk, flags, chunk, cp2, warps):
     """Top-p alone by adaptive rejection (docs/semantics.md section 5): the
-    stats pass makes round 0's draws; each of ROUNDS ``check_kernel`` launches
+    stats pass, round 0's draws (in its tail up to FUSE_ROWS["draws"]
+    outputs, else ``draw_kernel``); each of ROUNDS ``check_kernel`` launches
     reads the rows still open once, checks their draws and makes the next
-    round's. 1 + ROUNDS launches and a memset; a row decided in round 0 is
-    read twice."""
+    round's. 1 + ROUNDS or 2 + ROUNDS launches and a memset; a row decided in
+    round 0 is read twice."""
     n = call.num_outputs
     dev = x.device
     nc = n * grid[1]
@@ -229,17 +260,29 @@ def _sample_top_p(call, x, out, valid, common, grid, seeds, p_ptr, p_val, p_row,
     state = torch.empty(n, dtype=torch.int32, device=dev)
     sums = torch.empty(nc * DRAWS, dtype=torch.float32, device=dev)
     stream = dict(STREAM_IS_POS=not call.seed_per_output)
+    fused = n <= FUSE_ROWS["draws"]
+    # 4 warps: plain sampling's stats launch, the same code without the tail
+    # (84 µs there against 91 at 8 warps here, B=256, H100, two runs). Both
+    # forms must use the same warps: the chunk masses' summation order, and
+    # so the draws, depend on it.
     launch(chunked.stats_kernel, grid,
            *common, t_ptr, t_val, part_i, part_f, draws, draws, p_ptr, p_val, p_ptr, p_val,
            state, arrived, *seeds, out, valid, WITH_GM=False, CHUNK=chunk, GROUP=GROUP,
-           PLAN=True, GP2=cp2, BRACKET=False, NS=HIST_PASSES, REJECT=True, DRAWS=DRAWS,
-           num_warps=warps, **fk, **stream, **flags)
+           PLAN=fused, GP2=cp2, BRACKET=False, NS=HIST_PASSES, REJECT=True, DRAWS=DRAWS,
+           num_warps=4, **fk, **stream, **flags)
+    if not fused:
+        launch(chunked.draw_kernel, (n, DRAWS),
+               *common, part_i, part_f, draws, state, *seeds, out, valid, p_ptr, p_val, t_ptr,
+               t_val, P_ROW=p_row, CP2=cp2, CHUNK=chunk, DRAWS=DRAWS,
+               num_warps=_warps(min(chunk, 1024)), **stream, **flags)
+    # Four programs an SM: the decision tail (rare past round 0) spills.
+    regs = _reg_cap(x, 4, warps)
     for k in range(ROUNDS):
         launch(chunked.check_kernel, grid,
                *common, part_i, part_f, draws, state, sums, arrived[(1 + k) * n:], k, *seeds,
                out, valid, p_ptr, p_val, t_ptr, t_val, P_ROW=p_row, CP2=cp2, CHUNK=chunk,
-               BLOCK=_block(x.shape[1]), DRAWS=DRAWS, ROUNDS=ROUNDS, num_warps=warps, **stream,
-               **flags)
+               BLOCK=_block(x.shape[1]), DRAWS=DRAWS, ROUNDS=ROUNDS, FIRST=k == 0,
+               num_warps=warps, **stream, **flags, **regs)
     if inspect is not None:
         inspect(SimpleNamespace(n=n, reject=True, state=state))
     return out, valid

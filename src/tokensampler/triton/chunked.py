@@ -43,10 +43,12 @@ top-p alone (3 to 2 + HIST_PASSES reads plus one chunk, 2 + HIST_PASSES launches
     takes the single-program path of kernels.py: bounded, slower, exact.
 
 Top-p alone by adaptive rejection (docs/semantics.md section 5; 1 +
-ROUNDS launches and a memset, where per-row steps fuse):
+ROUNDS launches and a memset where per-row steps fuse, one more above
+FUSE_ROWS["draws"] outputs):
     ``stats_kernel(REJECT)``: the row's last program makes round 0's DRAWS
     draws (``first_draws``: a chunk by the stats' masses, then one chunk read
-    each). Each ``check_kernel`` launch reads the rows still open once and
+    each); for larger batches ``draw_kernel`` makes them instead, a program
+    per (output, draw), and the stats launch keeps its plain registers. Each ``check_kernel`` launch reads the rows still open once and
     sums, per chunk, the mass before each draw in the order; the row's last
     program (``decide_round``) takes the first draw whose prefix mass is
     below ``top_p * W``, or draws the next round from the tokens before the
@@ -255,10 +257,10 @@ def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_p
     if PLAN:
         if arrive(arrived_ptr + j, C):
             if REJECT:
-                first_draws(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
+                first_draws(j, 0, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
                             st_ptr, seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr,
                             p_ptr, p_val, t_ptr, t_val, HAS_INDICES, FROM_LOGITS, P_ROW, T_ROW,
-                            STREAM_IS_POS, CP2, CHUNK, DRAWS)
+                            STREAM_IS_POS, CP2, CHUNK, DRAWS, DRAWS)
             else:
                 plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, C, B, idx_ptr, stride_row, k_ptr,
                          k_val, p_ptr, p_val, t_ptr, t_val, st_ptr, HAS_INDICES, FROM_LOGITS,
@@ -350,34 +352,36 @@ def final_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, mass_ptr, 
 # --- top-p alone: adaptive rejection (docs/semantics.md section 5) ----------
 
 @triton.jit
-def _draw_round(k, x_ptr, row_off, V, C, log_mass, t, last, seed, offset, stream, ref, mul,
+def _draw_round(k, q0, x_ptr, row_off, V, C, log_mass, t, last, seed, offset, stream, ref, mul,
                 draws_ptr, FROM_LOGITS: tl.constexpr, CP2: tl.constexpr, CHUNK: tl.constexpr,
-                DRAWS: tl.constexpr):
-    """Round k's DRAWS draws from the set ``key > t`` or ``key == t`` at index
-    <= ``last``, whose log mass per chunk is ``log_mass``: a chunk each, then
-    the race in it (one chunk read a draw)."""
+                DRAWS: tl.constexpr, NQ: tl.constexpr):
+    """Draws ``q0 .. q0 + NQ - 1`` of round k (of its DRAWS) from the set
+    ``key > t`` or ``key == t`` at index <= ``last``, whose log mass per chunk
+    is ``log_mass``: a chunk each, then the race in it (one chunk read a
+    draw). Stored at ``draws_ptr + q0 + r``."""
     cc = tl.arange(0, CP2)
-    for r in tl.static_range(DRAWS):
-        q = k * DRAWS + r
+    for r in tl.static_range(NQ):
+        q = k * DRAWS + q0 + r
         chunk = tl.zeros([], tl.int32)
         if C > 1:
             chunk = pick_chunk(log_mass, cc, cc < C, seed, offset, stream, q)
         d = race_in_chunk(x_ptr, row_off, V, chunk, float("-inf"), t, last, seed, offset, stream,
                           ref, mul, q, FROM_LOGITS, CHUNK)
-        tl.store(draws_ptr + r, d)
+        tl.store(draws_ptr + q0 + r, d)
 
 
 @triton.jit
-def first_draws(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr, st_ptr,
+def first_draws(j, q0, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr, st_ptr,
                 seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr, p_ptr, p_val, t_ptr,
                 t_val, HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, P_ROW: tl.constexpr,
                 T_ROW: tl.constexpr, STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr,
-                CHUNK: tl.constexpr, DRAWS: tl.constexpr):
-    """Output j (the last of its row's ``stats_kernel`` programs): round 0's
-    draws from the whole row, chunks by the stats' masses (``st[j] = 0``); an
-    invalid or greedy row gets its answer here (``st[j] = -1``). A row
-    decided in round k ends with ``st[j] = -2 - k``; by the final race,
-    ``-2 - ROUNDS``."""
+                CHUNK: tl.constexpr, DRAWS: tl.constexpr, NQ: tl.constexpr):
+    """Output j: round 0's draws ``q0 .. q0 + NQ - 1`` from the whole row,
+    chunks by the stats' masses. The call with ``q0 == 0`` also sets the
+    row's state: ``st[j] = 0``, or for an invalid or greedy row its answer
+    and ``st[j] = -1``. A row decided in round k ends with ``st[j] = -2 - k``;
+    by the final race, ``-2 - ROUNDS``. Run by the last of the row's
+    ``stats_kernel`` programs (all DRAWS draws), or by ``draw_kernel``."""
     ok, row_off, _k, _p, _m, greedy, inv_t = request(
         j, idx_ptr, B, stride_row, p_ptr, 0, p_ptr, p_val, p_ptr, 0.0, t_ptr, t_val,
         HAS_INDICES, False, False, True, P_ROW, False, False, FROM_LOGITS, T_ROW)
@@ -391,15 +395,33 @@ def first_draws(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_pt
         mass = tl.load(pf_ptr + b * NF + 2, mask=m, other=0.0)
         log_mass = tl.where(mass > 0.0, tl.log(mass) + chunk_log_scale(
             pf_ptr, b, m, ref, inv_t, FROM_LOGITS), float("-inf"))
-        _draw_round(0, x_ptr, row_off, V, C, log_mass, INT_MIN, INT_MAX,
+        _draw_round(0, q0, x_ptr, row_off, V, C, log_mass, INT_MIN, INT_MAX,
                     tl.load(seed_ptr + j * seed_step), tl.load(off_ptr + j * off_step),
                     stream_of(j, STREAM_IS_POS), ref, mul, draws_ptr + j * DRAWS, FROM_LOGITS,
-                    CP2, CHUNK, DRAWS)
-        tl.store(st_ptr + j, 0)
-    else:
+                    CP2, CHUNK, DRAWS, NQ)
+        if q0 == 0:
+            tl.store(st_ptr + j, 0)
+    elif q0 == 0:
         tl.store(st_ptr + j, -1)
         tl.store(out_ptr + j, tl.where(ok, amax, 0).to(tl.int32))
         tl.store(valid_ptr + j, ok)
+
+
+@triton.jit(do_not_specialize=_SIZES)
+def draw_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr, st_ptr,
+                seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr, p_ptr, p_val, t_ptr,
+                t_val, HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, P_ROW: tl.constexpr,
+                T_ROW: tl.constexpr, STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr,
+                CHUNK: tl.constexpr, DRAWS: tl.constexpr):
+    """Program (j, q): round 0's draw q of output j (``first_draws``; one
+    chunk read). Above FUSE_ROWS["draws"] outputs the draws run here rather
+    than in the stats launch's tail: the tail raised that streaming kernel's
+    registers (96 against 77) and ran the four races one after another
+    (benchmarks/RESULTS.md, seventh session)."""
+    first_draws(tl.program_id(0), tl.program_id(1), x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr,
+                pf_ptr, draws_ptr, st_ptr, seed_ptr, seed_step, off_ptr, off_step, out_ptr,
+                valid_ptr, p_ptr, p_val, t_ptr, t_val, HAS_INDICES, FROM_LOGITS, P_ROW, T_ROW,
+                STREAM_IS_POS, CP2, CHUNK, DRAWS, 1)
 
 
 @triton.jit(do_not_specialize=_SIZES + ["k"])
@@ -408,36 +430,63 @@ def check_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr,
                  valid_ptr, p_ptr, p_val, t_ptr, t_val, HAS_INDICES: tl.constexpr,
                  FROM_LOGITS: tl.constexpr, P_ROW: tl.constexpr, T_ROW: tl.constexpr,
                  STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr, CHUNK: tl.constexpr,
-                 BLOCK: tl.constexpr, DRAWS: tl.constexpr, ROUNDS: tl.constexpr):
+                 BLOCK: tl.constexpr, DRAWS: tl.constexpr, ROUNDS: tl.constexpr,
+                 FIRST: tl.constexpr):
     """Round k of top-p alone, chunk (j, c): for each of the row's DRAWS
     draws, the mass (chunk scale) of the chunk's tokens before it in the
-    order (docs/semantics.md section 3). One read of
-    the chunk; rows decided in an earlier round read nothing. The row's last
-    program to finish then decides (``decide_round``)."""
+    order (docs/semantics.md section 3). One read of the chunk; rows decided
+    in an earlier round read nothing. In round 0 (FIRST) nearly every row is
+    open, so the chunk's load is issued before the row's state arrives
+    rather than after it (an invalid or greedy row's chunk is read for
+    nothing). The row's last program to finish then decides
+    (``decide_round``)."""
     j = tl.program_id(0)
     c = tl.program_id(1)
-    if tl.load(st_ptr + j) == k:
+    cols = c * CHUNK + tl.arange(0, CHUNK)
+    if FIRST:
         ok, row_off, _k, p, _m, greedy, inv_t = request(
             j, idx_ptr, B, stride_row, p_ptr, 0, p_ptr, p_val, p_ptr, 0.0, t_ptr, t_val,
             HAS_INDICES, False, False, True, P_ROW, False, False, FROM_LOGITS, T_ROW)
-        base = (j * C + c).to(tl.int64)
-        cols = c * CHUNK + tl.arange(0, CHUNK)
         v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
-        key = row.order_key(v, FROM_LOGITS)
-        shift, factor = _chunk_scale(pf_ptr, base, inv_t, FROM_LOGITS)
-        w = _local_weight(v, row.positive(v, inb, FROM_LOGITS), shift, factor, inv_t,
-                          FROM_LOGITS)
-        # One 1-D sum per draw: a [CHUNK, DRAWS] mask took 179 registers a
-        # thread and a third of the occupancy (measured on an H100).
-        for q in tl.static_range(DRAWS):
-            d = tl.load(draws_ptr + j * DRAWS + q)
-            dkey = row.order_key(tl.load(x_ptr + row_off + d).to(tl.float32), FROM_LOGITS)
-            before = (key > dkey) | ((key == dkey) & (cols < d))
-            tl.store(part_ptr + base * DRAWS + q, tl.sum(tl.where(before, w, 0.0)))
-        if arrive(arrived_ptr + j, C):
-            decide_round(j, k, x_ptr, row_off, V, C, pi_ptr, pf_ptr, draws_ptr, st_ptr, part_ptr,
-                         seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr, p, inv_t,
-                         FROM_LOGITS, STREAM_IS_POS, CP2, CHUNK, BLOCK, DRAWS, ROUNDS)
+        if tl.load(st_ptr + j) == k:
+            _check_chunk(j, c, k, v, inb, cols, row_off, p, inv_t, x_ptr, V, C, pi_ptr, pf_ptr,
+                         draws_ptr, st_ptr, part_ptr, arrived_ptr, seed_ptr, seed_step, off_ptr,
+                         off_step, out_ptr, valid_ptr, FROM_LOGITS, STREAM_IS_POS, CP2, CHUNK,
+                         BLOCK, DRAWS, ROUNDS)
+    else:
+        if tl.load(st_ptr + j) == k:
+            ok, row_off, _k, p, _m, greedy, inv_t = request(
+                j, idx_ptr, B, stride_row, p_ptr, 0, p_ptr, p_val, p_ptr, 0.0, t_ptr, t_val,
+                HAS_INDICES, False, False, True, P_ROW, False, False, FROM_LOGITS, T_ROW)
+            v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
+            _check_chunk(j, c, k, v, inb, cols, row_off, p, inv_t, x_ptr, V, C, pi_ptr, pf_ptr,
+                         draws_ptr, st_ptr, part_ptr, arrived_ptr, seed_ptr, seed_step, off_ptr,
+                         off_step, out_ptr, valid_ptr, FROM_LOGITS, STREAM_IS_POS, CP2, CHUNK,
+                         BLOCK, DRAWS, ROUNDS)
+
+
+@triton.jit
+def _check_chunk(j, c, k, v, inb, cols, row_off, p, inv_t, x_ptr, V, C, pi_ptr, pf_ptr,
+                 draws_ptr, st_ptr, part_ptr, arrived_ptr, seed_ptr, seed_step, off_ptr,
+                 off_step, out_ptr, valid_ptr, FROM_LOGITS: tl.constexpr,
+                 STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr, CHUNK: tl.constexpr,
+                 BLOCK: tl.constexpr, DRAWS: tl.constexpr, ROUNDS: tl.constexpr):
+    """``check_kernel``'s work on its loaded chunk ``v`` of an open row."""
+    base = (j * C + c).to(tl.int64)
+    key = row.order_key(v, FROM_LOGITS)
+    shift, factor = _chunk_scale(pf_ptr, base, inv_t, FROM_LOGITS)
+    w = _local_weight(v, row.positive(v, inb, FROM_LOGITS), shift, factor, inv_t, FROM_LOGITS)
+    # One 1-D sum per draw: a [CHUNK, DRAWS] mask took 179 registers a
+    # thread and a third of the occupancy (measured on an H100).
+    for q in tl.static_range(DRAWS):
+        d = tl.load(draws_ptr + j * DRAWS + q)
+        dkey = row.order_key(tl.load(x_ptr + row_off + d).to(tl.float32), FROM_LOGITS)
+        before = (key > dkey) | ((key == dkey) & (cols < d))
+        tl.store(part_ptr + base * DRAWS + q, tl.sum(tl.where(before, w, 0.0)))
+    if arrive(arrived_ptr + j, C):
+        decide_round(j, k, x_ptr, row_off, V, C, pi_ptr, pf_ptr, draws_ptr, st_ptr, part_ptr,
+                     seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr, p, inv_t,
+                     FROM_LOGITS, STREAM_IS_POS, CP2, CHUNK, BLOCK, DRAWS, ROUNDS)
 
 
 @triton.jit
@@ -482,8 +531,9 @@ def decide_round(j, k, x_ptr, row_off, V, C, pi_ptr, pf_ptr, draws_ptr, st_ptr, 
             pick = r == tl.min(tl.where(d == early, r, DRAWS))
             mass = tl.sum(tl.where(pick[None, :], part, 0.0), axis=1) * fac
             log_mass = tl.where(mass > 0.0, tl.log(mass), float("-inf"))
-            _draw_round(k + 1, x_ptr, row_off, V, C, log_mass, top, early - 1, seed, offset,
-                        stream, ref, mul, draws_ptr + j * DRAWS, FROM_LOGITS, CP2, CHUNK, DRAWS)
+            _draw_round(k + 1, 0, x_ptr, row_off, V, C, log_mass, top, early - 1, seed, offset,
+                        stream, ref, mul, draws_ptr + j * DRAWS, FROM_LOGITS, CP2, CHUNK, DRAWS,
+                        DRAWS)
             tl.store(st_ptr + j, k + 1)
         else:
             token = final_race(x_ptr, row_off, V, p, kmax, kmin, amax, n_pos, ref, mul, total,

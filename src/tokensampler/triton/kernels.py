@@ -259,12 +259,22 @@ def reject_row(x_ptr, row_off, V, t, r, ref, mul, seed, offset, stream, amax,
             at = fk
             ab = fi
     if token < 0:
-        log_mass, ties_before = _set_masses(x_ptr, row_off, V, t, r, 2147483647, float("-inf"),
-                                            ref, mul, FROM_LOGITS, BLOCK, CHUNK, CP2)
-        token = _race_set(x_ptr, row_off, V, t, r, 2147483647, float("-inf"), ref, mul, seed,
-                          offset, stream, ROUNDS * DRAWS, log_mass, ties_before, amax,
-                          FROM_LOGITS, BLOCK, CHUNK, CP2)
+        token = _last_race(x_ptr, row_off, V, t, r, ref, mul, seed, offset, stream, amax,
+                           FROM_LOGITS, BLOCK, CHUNK, CP2)
     return token
+
+
+@triton.jit
+def _last_race(x_ptr, row_off, V, t, r, ref, mul, seed, offset, stream, amax,
+               FROM_LOGITS: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr,
+               CP2: tl.constexpr):
+    """The race over the kept prefix ``(t, r)`` with draw ROUNDS * DRAWS, once
+    every round of draws has failed: 1 pass and one chunk."""
+    log_mass, ties_before = _set_masses(x_ptr, row_off, V, t, r, 2147483647, float("-inf"),
+                                        ref, mul, FROM_LOGITS, BLOCK, CHUNK, CP2)
+    return _race_set(x_ptr, row_off, V, t, r, 2147483647, float("-inf"), ref, mul, seed,
+                     offset, stream, ROUNDS * DRAWS, log_mass, ties_before, amax,
+                     FROM_LOGITS, BLOCK, CHUNK, CP2)
 
 
 @triton.jit
@@ -278,11 +288,8 @@ def final_race(x_ptr, row_off, V, p, kmax, kmin, amax, n_pos, ref, mul, total, s
                               False, True, False, False, FROM_LOGITS, BLOCK)
     token = amax
     if length > 1:
-        log_mass, ties_before = _set_masses(x_ptr, row_off, V, t, r, 2147483647, float("-inf"),
-                                            ref, mul, FROM_LOGITS, BLOCK, CHUNK, CP2)
-        token = _race_set(x_ptr, row_off, V, t, r, 2147483647, float("-inf"), ref, mul, seed,
-                          offset, stream, ROUNDS * DRAWS, log_mass, ties_before, amax,
-                          FROM_LOGITS, BLOCK, CHUNK, CP2)
+        token = _last_race(x_ptr, row_off, V, t, r, ref, mul, seed, offset, stream, amax,
+                           FROM_LOGITS, BLOCK, CHUNK, CP2)
     return token
 
 
