@@ -215,7 +215,8 @@ def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_p
                  DRAWS: tl.constexpr):
     """Chunk (j, c): its statistics and its mass in its own scale (the plain
     sampler's chunk weight); with WITH_GM the maxima of its 32-token groups.
-    One read of the chunk. With PLAN (top-k, top-p), the row's last program
+    One read of the chunk; a chunk holding a NaN, an infinity or a negative
+    weight is reduced again from registers (``_exact_stats``). With PLAN (top-k, top-p), the row's last program
     to finish then plans its candidates (``plan_row``), or with REJECT (top-p
     alone) makes the first round of draws (``first_draws``)."""
     j = tl.program_id(0)
