@@ -10,7 +10,12 @@ One run, one card, median of CUDA events (``triton.testing.do_bench``):
   the compiler may keep the next chunk's loads in flight), one sum each,
   over num_warps and PER_PROG;
 - the stats launch of plain sampling (the first pass of every sampler),
-  from torch.profiler, at 4, 8 and 16 warps.
+  from torch.profiler, at 4, 8 and 16 warps;
+- ``work_kernel``: one chunk a program (4 warps) with NOPS fused
+  multiply-adds a token and NRED block reductions, to split the stats
+  pass's cost between per-token arithmetic and reductions (eighth session:
+  the first run found it at half the read rate, and reading several chunks
+  a program, the next one's load in flight, made it slower).
 
     python benchmarks/read_rate.py [B ...]
 """
@@ -41,6 +46,27 @@ def read_kernel(x_ptr, out_ptr, V, CHUNK: tl.constexpr, PER_PROG: tl.constexpr):
         cols = c * CHUNK + tl.arange(0, CHUNK)
         v = tl.load(x_ptr + j.to(tl.int64) * V + cols, mask=cols < V, other=0.0)
         tl.store(out_ptr + j * tl.num_programs(1) * PER_PROG + c, tl.sum(v))
+
+
+@triton.jit
+def work_kernel(x_ptr, out_ptr, V, a, b, CHUNK: tl.constexpr, NOPS: tl.constexpr,
+                NRED: tl.constexpr):
+    """Chunk (j, c): NOPS dependent multiply-adds a token (a, b are runtime
+    values, so nothing folds), then NRED reductions of distinct values,
+    alternating sum and max."""
+    j = tl.program_id(0)
+    c = tl.program_id(1)
+    cols = c * CHUNK + tl.arange(0, CHUNK)
+    v = tl.load(x_ptr + j.to(tl.int64) * V + cols, mask=cols < V, other=0.0)
+    for _ in tl.static_range(NOPS):
+        v = v * a + b
+    acc = tl.zeros([], tl.float32)
+    for r in tl.static_range(NRED):
+        if r % 2 == 0:
+            acc += tl.sum(v * (a + r))
+        else:
+            acc += tl.max(v + (b + r))
+    tl.store(out_ptr + j * tl.num_programs(1) + c, acc)
 
 
 def bench(fn):
@@ -79,14 +105,16 @@ def main():
         gb = x.numel() * 4 / 1e9
         out = torch.empty(B * C * 8, device="cuda")
         rows = [("torch sum", bench(lambda: x.sum(1))), ("torch amax", bench(lambda: x.amax(1)))]
-        for per in (1, 2, 4, 8):
-            for warps in (4, 8, 16):
-                grid = (B, triton.cdiv(C, per))
-                rows.append((f"read_kernel per_prog={per} warps={warps}", bench(
-                    lambda: read_kernel[grid](x, out, V, CHUNK=CHUNK, PER_PROG=per,
-                                              num_warps=warps))))
-        for warps in (4, 8, 16):
-            rows.append((f"stats_kernel (plain) warps={warps}", stats_time(x, warps)))
+        # (The first run swept PER_PROG 1-8 and 4-16 warps: all within 2%,
+        # results/v8-h200-read-rate.txt.)
+        rows.append(("read_kernel per_prog=1 warps=4", bench(
+            lambda: read_kernel[(B, C)](x, out, V, CHUNK=CHUNK, PER_PROG=1, num_warps=4))))
+        for nops, nred in ((0, 1), (0, 3), (0, 6), (0, 9), (8, 1), (16, 1), (32, 1), (64, 1),
+                           (32, 9)):
+            rows.append((f"work_kernel nops={nops} nred={nred}", bench(
+                lambda: work_kernel[(B, C)](x, out, V, 1.0001, 0.5, CHUNK=CHUNK, NOPS=nops,
+                                            NRED=nred, num_warps=4))))
+        rows.append(("stats_kernel (plain) warps=4", stats_time(x, 4)))
         print(f"B={B} V={V} float32, {gb * 1e3:.0f} MB")
         for name, us in rows:
             print(f"  {name:<40} {us:7.1f} us  {gb / us * 1e3:5.2f} TB/s", flush=True)

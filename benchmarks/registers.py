@@ -4,7 +4,9 @@ machine (no GPU needed: Triton's own compiler and cuobjdump).
 A streaming kernel whose per-row tail needs many registers gets them for
 every program: at 8 warps, 188 registers let one program sit on an SM where
 77 let three, and the whole read slows down (benchmarks/RESULTS.md, seventh
-session). Run this after changing a kernel or its tail:
+session). The instruction count matters too: the stats pass ran at half
+the read rate while issuing 50 instructions a token (eighth session). Run
+this after changing a kernel or its tail:
 
     python benchmarks/registers.py [name ...]
 
@@ -12,6 +14,7 @@ Counts come from the Triton installed here; the GPU machine's Triton may
 differ by a few registers.
 """
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -76,14 +79,31 @@ def resource_usage(kernel) -> str:
     return next(line.strip() for line in out.splitlines() if "REG:" in line)
 
 
+def instructions(kernel) -> int:
+    """SASS instructions in the kernel, NOPs aside: every path, rare tails
+    included, each counted once (a streaming kernel without loops runs about
+    this many per thread and chunk)."""
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin",
+                        "cuobjdump")
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "k.cubin")
+        with open(path, "wb") as f:
+            f.write(kernel.asm["cubin"])
+        out = subprocess.run([tool, "-sass", path], capture_output=True, text=True,
+                             check=True).stdout
+    return sum(1 for line in out.splitlines()
+               if re.search(r"/\*[0-9a-f]{4}\*/", line) and "NOP" not in line)
+
+
 def main():
     for name in sys.argv[1:] or KERNELS:
         fn, constexprs = KERNELS[name]
-        usage = resource_usage(compile_sm90(fn, constexprs))
+        kernel = compile_sm90(fn, constexprs)
+        usage = resource_usage(kernel)
         regs = int(usage.split("REG:")[1].split()[0])
         # 65536 registers an SM; a program of 8 warps is 256 threads.
         print(f"{name:<18} {usage.split(' STACK')[0]:<8} -> {65536 // (regs * 256)} programs "
-              f"of 8 warps per SM   ({usage})", flush=True)
+              f"of 8 warps per SM, {instructions(kernel)} instructions   ({usage})", flush=True)
 
 
 if __name__ == "__main__":

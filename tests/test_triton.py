@@ -368,3 +368,81 @@ def test_register_cap_follows_the_device(monkeypatch):
     monkeypatch.setattr(tt, "_regs_per_sm", lambda device: 0)
     assert tt._reg_cap(on_gpu, 4, 8) == {}
     assert tt._reg_cap(torch.zeros(1), 4, 8) == {}
+
+
+def _chunk_fields(x, from_logits, chunk, group):
+    """stats_kernel's partials of every chunk by their definition
+    (chunked.py): (bad, kmax, kmin, amax, n_pos, n_max), (vmax, scale, acc)
+    and the 32-token group maxima, from torch."""
+    n, vocab = x.shape
+    n_chunks = -(-vocab // chunk)
+    pad = n_chunks * chunk - vocab
+    v = torch.nn.functional.pad(x.float().cpu(), (0, pad), value=float("-inf") if from_logits else 0.0)
+    inb = torch.arange(n_chunks * chunk) < vocab
+    bits = (v + 0.0).view(torch.int32)
+    key = bits ^ ((bits >> 31) & 0x7FFFFFFF) if from_logits else bits
+    nan, inf = v.isnan(), v == float("inf")
+    bad_v = (nan | inf) if from_logits else (nan | inf | (v < 0))
+    pos = inb & ~bad_v & ((v > float("-inf")) if from_logits else (v > 0))
+    lo, hi = torch.iinfo(torch.int32).min, torch.iinfo(torch.int32).max
+    shape = (n, n_chunks, chunk)
+    key, pos, v = key.view(shape), pos.view(shape), v.view(shape)
+    bad = (bad_v & inb).view(shape).any(2).int()
+    kmax = torch.where(pos, key, lo).amax(2)
+    kmin = torch.where(pos, key, hi).amin(2)
+    at_max = pos & (key == kmax[..., None])
+    cols = torch.arange(n_chunks * chunk, dtype=torch.int32).view(1, n_chunks, chunk)
+    amax = torch.where(at_max, cols, hi).amin(2)
+    ints = torch.stack([bad, kmax, kmin, amax, pos.sum(2, dtype=torch.int32),
+                        at_max.sum(2, dtype=torch.int32)], 2)
+    vmax = torch.where(pos, v, float("-inf")).amax(2)
+    if from_logits:
+        scale = vmax
+        safe = torch.where(vmax == float("-inf"), 0.0, vmax)
+        acc = torch.where(pos, (v - safe[..., None]).exp(), 0.0).sum(2)
+    else:
+        e = ((vmax.clamp(min=0.0).view(torch.int32) >> 23) & 0xFF) - 127
+        e = e.clamp(max=126)
+        scale = e.float()
+        acc = (torch.where(pos, v, 0.0).double() * torch.pow(2.0, -e.double())[..., None]).sum(2)
+    gm = torch.where(pos, key, lo).view(n, n_chunks, chunk // group, group).amax(3)
+    return ints, torch.stack([vmax, scale, acc.float()], 2), gm
+
+
+@pytest.mark.parametrize("from_logits", [False, True], ids=["probs", "logits"])
+def test_chunk_statistics_match_their_definition(from_logits, monkeypatch):
+    """Every partial of stats_kernel, per chunk, against its definition:
+    chunks without NaN, infinity or negative weight take the mask-free
+    reductions, the others the exact per-token tests. Rows with zero
+    weights (or -inf logits), -0.0, denormals, ties at the maximum across
+    chunks, an all-zero chunk, a partial last chunk, and bad values."""
+    import tokensampler.triton as tt
+    seen = []
+    monkeypatch.setattr(tt, "inspect", seen.append)
+    vocab, batch, chunk = 2 * 4096 + 100, 7, 4096
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(batch, vocab, generator=g) * 3
+    if from_logits:
+        x, none, bad = logits, float("-inf"), float("inf")
+    else:
+        x, none, bad = torch.softmax(logits, dim=1), 0.0, -0.5
+    x[1, :300] = none                          # no weight, in chunk 0
+    x[1, 4096:4200] = -0.0                     # -0.0 is 0 weight (probs) / a logit of 0
+    x[2, 4096:] = torch.rand(vocab - 4096, generator=g) * 1e-39 if not from_logits else -80.0
+    x[3, 2 * 4096:] = none                     # the partial last chunk holds no weight
+    x[4, 5] = x[4, 4100] = x[4, 8200] = x.max() + 1.0   # ties at the maximum, three chunks
+    x[5, 4500] = float("nan")                  # bad: chunk 1 takes the exact path
+    x[6, 10] = bad
+    x[6, 8190] = none
+    if from_logits:
+        ts.top_k_top_p_sampling_from_logits(x.to(DEVICE), 20, None, seed=1, backend="triton")
+    else:
+        ts.top_k_sampling_from_probs(x.to(DEVICE), 20, seed=1, backend="triton")
+    (ws,) = seen
+    ints, floats, gm = _chunk_fields(x, from_logits, chunk, 32)
+    got_i = ws.part_i.cpu().view(batch, -1, 6)
+    got_f = ws.part_f.cpu().view(batch, -1, 3)
+    assert torch.equal(got_i, ints), (got_i != ints).nonzero().tolist()[:8]
+    assert torch.equal(ws.gm.cpu().view(gm.shape), gm)
+    assert torch.equal(got_f[..., :2], floats[..., :2])    # vmax and scale: exact
+    torch.testing.assert_close(got_f[..., 2], floats[..., 2], rtol=2e-6, atol=0.0)

@@ -237,7 +237,7 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
             st = wi.st[: n * HIST_PASSES * 4].view(n, HIST_PASSES, 4)
             passes = ((st[..., 0] < st[..., 1]) & (st[..., 2] > cap)).sum(1)
         inspect(SimpleNamespace(n=n, cap=cap, bracket=bracket, count=wi.count, st=wi.st,
-                                passes=passes))
+                                passes=passes, part_i=wi.part, part_f=wf.part, gm=wi.gm))
     return out, valid
 
 

@@ -87,6 +87,8 @@ NI: tl.constexpr = tl.constexpr(6)   # int32 partials per chunk
 NF: tl.constexpr = tl.constexpr(3)   # float32 partials per chunk
 INT_MIN: tl.constexpr = tl.constexpr(-2147483648)
 INT_MAX: tl.constexpr = tl.constexpr(2147483647)
+KEY_INF: tl.constexpr = tl.constexpr(0x7F800000)        # order key of +inf
+KEY_NEG_INF: tl.constexpr = tl.constexpr(-0x7F800001)   # of -inf from logits
 # Sizes change from call to call; specialising on them (== 1, divisible by 16)
 # would compile a new variant for each batch size. V keeps that specialisation:
 # knowing V % 16 == 0 lets the masked row loads use 16-byte vectors (measured:
@@ -213,7 +215,8 @@ def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_p
                  DRAWS: tl.constexpr):
     """Chunk (j, c): its statistics and its mass in its own scale (the plain
     sampler's chunk weight); with WITH_GM the maxima of its 32-token groups.
-    One read of the chunk. With PLAN (top-k, top-p), the row's last program
+    One read of the chunk; a chunk holding a NaN, an infinity or a negative
+    weight is reduced again from registers (``_exact_stats``). With PLAN (top-k, top-p), the row's last program
     to finish then plans its candidates (``plan_row``), or with REJECT (top-p
     alone) makes the first round of draws (``first_draws``)."""
     j = tl.program_id(0)
@@ -223,6 +226,74 @@ def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_p
         HAS_INDICES, False, False, False, False, False, False, FROM_LOGITS, T_ROW)
     cols = c * CHUNK + tl.arange(0, CHUNK)
     v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
+    base = (j * C + c).to(tl.int64)
+    # The chunk's largest and smallest order keys show whether it holds a
+    # NaN, an infinity or (probs) a negative weight: then every token's
+    # validity is tested (_exact_stats). Otherwise a token is kept iff its
+    # key is above ``low`` (past the row's end the load gave 0 or -inf,
+    # keyed ``low``), and where the chunk has no such token, every one is
+    # kept: the reductions need no masks, and the pass was issue-bound at
+    # half the read rate (benchmarks/RESULTS.md, eighth session).
+    key = row.order_key(v, FROM_LOGITS)
+    hi = tl.max(key)
+    lo = tl.min(key)
+    low: tl.constexpr = KEY_NEG_INF if FROM_LOGITS else 0
+    if (hi >= KEY_INF) | (lo < low):
+        _exact_stats(v, inb, cols, base, inv_t, pi_ptr, pf_ptr, gm_ptr, FROM_LOGITS, WITH_GM,
+                     CHUNK, GROUP)
+    else:
+        any_pos = hi > low
+        vmax = tl.where(any_pos, row.key_value(hi, FROM_LOGITS), float("-inf"))
+        at_max = key == hi
+        amax = tl.min(tl.where(at_max, cols, INT_MAX))
+        n_max = tl.sum(at_max.to(tl.int32))
+        kmin = lo
+        n_pos = tl.full([], CHUNK, tl.int32)
+        if lo == low:    # zero weights, or the row's end
+            kmin = tl.min(tl.where(key > low, key, INT_MAX))
+            n_pos = tl.sum((key > low).to(tl.int32))
+        if FROM_LOGITS:
+            safe = tl.where(any_pos, vmax, 0.0)
+            scale = vmax
+            acc = tl.sum(tl.where(key > low, tl.exp((v - safe) * inv_t), 0.0))
+        else:
+            e = row.exponent(tl.maximum(vmax, 0.0))
+            scale = e.to(tl.float32)
+            # Every token is a weight or a zero (+0.0 or -0.0): the where
+            # of _exact_stats only fixes the sign of an all-zero sum.
+            acc = tl.sum(v * row.pow2(-e)) + 0.0
+        tl.store(pi_ptr + base * NI, 0)
+        tl.store(pi_ptr + base * NI + 1, tl.where(any_pos, hi, INT_MIN))
+        tl.store(pi_ptr + base * NI + 2, kmin)
+        tl.store(pi_ptr + base * NI + 3, tl.where(any_pos, amax, INT_MAX))
+        tl.store(pi_ptr + base * NI + 4, n_pos)
+        tl.store(pi_ptr + base * NI + 5, tl.where(any_pos, n_max, 0))
+        tl.store(pf_ptr + base * NF, vmax)
+        tl.store(pf_ptr + base * NF + 1, scale)
+        tl.store(pf_ptr + base * NF + 2, acc)
+        if WITH_GM:
+            G: tl.constexpr = CHUNK // GROUP
+            gk = tl.max(tl.reshape(key, (G, GROUP)), axis=1)
+            tl.store(gm_ptr + base * G + tl.arange(0, G), tl.where(gk > low, gk, INT_MIN))
+    if PLAN:
+        if arrive(arrived_ptr + j, C):
+            if REJECT:
+                first_draws(j, 0, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
+                            st_ptr, seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr,
+                            p_ptr, p_val, t_ptr, t_val, HAS_INDICES, FROM_LOGITS, P_ROW, T_ROW,
+                            STREAM_IS_POS, CP2, CHUNK, DRAWS, DRAWS)
+            else:
+                plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, C, B, idx_ptr, stride_row, k_ptr,
+                         k_val, p_ptr, p_val, t_ptr, t_val, st_ptr, HAS_INDICES, FROM_LOGITS,
+                         HAS_K, K_ROW, HAS_P, P_ROW, T_ROW, JOINT, CP2, GP2, CHUNK // GROUP,
+                         BRACKET, NS)
+
+
+@triton.jit
+def _exact_stats(v, inb, cols, base, inv_t, pi_ptr, pf_ptr, gm_ptr, FROM_LOGITS: tl.constexpr,
+                 WITH_GM: tl.constexpr, CHUNK: tl.constexpr, GROUP: tl.constexpr):
+    """``stats_kernel``'s partials of a chunk holding a NaN, an infinity or a
+    negative weight, with every token's validity tested."""
     if FROM_LOGITS:
         bad_v = (v != v) | (v == float("inf"))
     else:
@@ -240,7 +311,6 @@ def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_p
         e = row.exponent(tl.maximum(vmax, 0.0))
         scale = e.to(tl.float32)
         acc = tl.sum(tl.where(pos, v, 0.0) * row.pow2(-e))
-    base = (j * C + c).to(tl.int64)
     tl.store(pi_ptr + base * NI, tl.max((inb & bad_v).to(tl.int32)))
     tl.store(pi_ptr + base * NI + 1, kmax)
     tl.store(pi_ptr + base * NI + 2, tl.min(tl.where(pos, key, INT_MAX)))
@@ -254,18 +324,6 @@ def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_p
         G: tl.constexpr = CHUNK // GROUP
         gk = tl.max(tl.reshape(tl.where(pos, key, INT_MIN), (G, GROUP)), axis=1)
         tl.store(gm_ptr + base * G + tl.arange(0, G), gk)
-    if PLAN:
-        if arrive(arrived_ptr + j, C):
-            if REJECT:
-                first_draws(j, 0, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
-                            st_ptr, seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr,
-                            p_ptr, p_val, t_ptr, t_val, HAS_INDICES, FROM_LOGITS, P_ROW, T_ROW,
-                            STREAM_IS_POS, CP2, CHUNK, DRAWS, DRAWS)
-            else:
-                plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, C, B, idx_ptr, stride_row, k_ptr,
-                         k_val, p_ptr, p_val, t_ptr, t_val, st_ptr, HAS_INDICES, FROM_LOGITS,
-                         HAS_K, K_ROW, HAS_P, P_ROW, T_ROW, JOINT, CP2, GP2, CHUNK // GROUP,
-                         BRACKET, NS)
 
 
 @triton.jit
