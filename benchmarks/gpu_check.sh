@@ -31,8 +31,13 @@ tmp=$(mktemp -d)
     export CUDA_VISIBLE_DEVICES=$CHECK_GPU
     timeout -s TERM "$LIMIT" python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider \
         -k large_sizes > "$tmp/large.txt" 2>&1 &
+    # The doctor, warm-up and watchdog tests in a job of their own: after the
+    # rest of the suite they were cut off by the limit (seventh session).
     timeout -s TERM "$LIMIT" python3 -m pytest -v -m gpu tests/test_gpu.py -p no:cacheprovider \
-        -k "not large_sizes" --durations=5 > "$tmp/rest.txt" 2>&1 &
+        -k "not large_sizes and not doctor and not warmup and not watchdog and not exit" \
+        --durations=5 > "$tmp/rest.txt" 2>&1 &
+    timeout -s TERM "$LIMIT" python3 -m pytest -v -m gpu tests/test_gpu.py -p no:cacheprovider \
+        -k "doctor or warmup or watchdog or exit" > "$tmp/ops.txt" 2>&1 &
     timeout -s TERM "$LIMIT" python3 benchmarks/agreement.py --rows 1000000 > "$tmp/agr.txt" 2>&1 &
     # Hostile rows through every sampler under the watchdog (the 10^6-row run is
     # benchmarks/gpu_reliability.sh; this smaller one goes with every kernel change).
@@ -53,15 +58,16 @@ if [ -n "${BENCH:-}" ]; then
     python3 benchmarks/bench.py --out "$OUT/bench" $BENCH 2>&1 | tail -2
 fi
 if [ -z "${SKIP_SANITIZE:-}" ]; then
-    # Every op through the kernels at V=5000 (two chunks of every path):
+    # Every op through the kernels at V=5000 (two chunks of every path; memcheck
+    # with top-p's draws in their own launch, racecheck in the stats tail):
     # no invalid access, no shared-memory hazard (docs/reliability.md section 5).
-    compute-sanitizer --tool memcheck --error-exitcode 7 python3 tests/sanitize_ops.py 5000 \
+    compute-sanitizer --tool memcheck --error-exitcode 7 python3 tests/sanitize_ops.py 5000 --fp32 --split \
         2>&1 | tail -3 > "$OUT/memcheck.txt"
     compute-sanitizer --tool racecheck --print-limit 100 python3 tests/sanitize_ops.py 5000 --fp32 \
         2>&1 | tail -3 > "$OUT/racecheck.txt"
 fi
 wait "$checks"
-{ grep -v "^$" "$tmp/large.txt" | tail -4; grep "PASSED\|FAILED\|ERROR\|passed\|failed\|s call" "$tmp/rest.txt"; } \
+{ grep -v "^$" "$tmp/large.txt" | tail -4; grep -h "PASSED\|FAILED\|ERROR\|passed\|failed\|s call" "$tmp/rest.txt" "$tmp/ops.txt"; } \
     > "$OUT/gpu_tests.txt"
 tail -12 "$tmp/agr.txt" > "$OUT/agreement.txt"
 tail -12 "$tmp/camp.txt" > "$OUT/campaign.txt"

@@ -9,15 +9,20 @@ path (one chunk; several chunks with the top-p bracket; the largest row):
 
 Arguments pick the vocabularies (default: all three) and ``--fp32`` drops
 bfloat16, so that one slow sanitizer run can cover the largest row alone.
+``--split`` makes top-p's round-0 draws in ``draw_kernel``, as above
+``FUSE_ROWS["draws"]`` outputs (at batch 4 they run in the stats launch).
 """
 
 import sys
 
 import torch
 
+import tokensampler.triton as tt
 from tokensampler.ops import OPS, call_op, example_inputs
 
-vocabs = [int(a) for a in sys.argv[1:] if a != "--fp32"] or [1000, 5000, 151936]
+if "--split" in sys.argv:
+    tt.FUSE_ROWS = {**tt.FUSE_ROWS, "draws": 0}
+vocabs = [int(a) for a in sys.argv[1:] if not a.startswith("--")] or [1000, 5000, 151936]
 dtypes = [torch.float32] if "--fp32" in sys.argv else [torch.float32, torch.bfloat16]
 for vocab in vocabs:
     for dtype in dtypes:
