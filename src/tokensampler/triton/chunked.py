@@ -539,8 +539,17 @@ def _check_chunk(j, c, k, v, inb, cols, row_off, p, inv_t, x_ptr, V, C, pi_ptr, 
     for q in tl.static_range(DRAWS):
         d = tl.load(draws_ptr + j * DRAWS + q)
         dkey = row.order_key(tl.load(x_ptr + row_off + d).to(tl.float32), FROM_LOGITS)
-        before = (key > dkey) | ((key == dkey) & (cols < d))
-        tl.store(part_ptr + base * DRAWS + q, tl.sum(tl.where(before, w, 0.0)))
+        if c == d // CHUNK:
+            before = (key > dkey) | ((key == dkey) & (cols < d))
+            mass = tl.sum(tl.where(before, w, 0.0))
+        else:
+            # A token tied with the draw comes before it exactly when its
+            # chunk does: one compare a token, not three (the same sets, so
+            # the same sums). A drawn token has positive weight, so its key
+            # is above INT_MIN.
+            t = tl.where(c < d // CHUNK, dkey - 1, dkey)
+            mass = tl.sum(tl.where(key > t, w, 0.0))
+        tl.store(part_ptr + base * DRAWS + q, mass)
     if arrive(arrived_ptr + j, C):
         decide_round(j, k, x_ptr, row_off, V, C, pi_ptr, pf_ptr, draws_ptr, st_ptr, part_ptr,
                      seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr, p, inv_t,
