@@ -299,6 +299,24 @@ def test_top_p_rejection_rounds_match_reference(vocab, form, monkeypatch):
         assert stages >= {0, 1, tt.ROUNDS}, stages
 
 
+def test_top_p_rejection_with_ties_across_chunks():
+    """Rows whose tokens tie across chunks: flat rows, and rows of two levels
+    in blocks longer than a chunk. The kept set ends inside a run of ties,
+    so a draw's prefix mass counts the tied tokens of every earlier chunk and
+    of its own chunk up to it (check_kernel's compare by chunk)."""
+    vocab, batch = 3 * 4096 + 7, 8
+    x = torch.ones(batch, vocab)
+    x[4:, 5000:11000] = 0.5                   # a lower level across chunks 1 and 2
+    x[6:, :3000] = 0.25                       # a lower first block: the order is not the index
+    p = torch.tensor([0.3, 0.5, 0.7, 0.95, 0.2, 0.6, 0.4, 0.8])
+    seeds = torch.arange(batch) * 7 + 1
+    x, p, seeds = x.to(DEVICE), p.to(DEVICE), seeds.to(DEVICE)
+    ref = ts.top_p_sampling_from_probs(x, p, seed=seeds, return_valid=True, backend="reference")
+    got = ts.top_p_sampling_from_probs(x, p, seed=seeds, return_valid=True, backend="triton")
+    assert torch.equal(got[1], ref[1])
+    assert torch.equal(got[0], ref[0]), (got[0] != ref[0]).nonzero().flatten().tolist()
+
+
 def test_top_p_rejection_on_denormal_chunks():
     """Chunks of denormal probs beside normal ones: their masses reach the
     row's scale as 2**(e_chunk - e_row) in one step (2**e_chunk alone is 0
