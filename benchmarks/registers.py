@@ -67,15 +67,20 @@ def compile_sm90(fn, constexprs, num_warps=8):
                           options=dict(num_warps=num_warps))
 
 
-def resource_usage(kernel) -> str:
+def cuobjdump(kernel, option: str) -> str:
+    """cuobjdump's output for the compiled kernel (Triton ships the tool)."""
     tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin",
                         "cuobjdump")
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "k.cubin")
         with open(path, "wb") as f:
             f.write(kernel.asm["cubin"])
-        out = subprocess.run([tool, "--dump-resource-usage", path], capture_output=True,
-                             text=True, check=True).stdout
+        return subprocess.run([tool, option, path], capture_output=True, text=True,
+                              check=True).stdout
+
+
+def resource_usage(kernel) -> str:
+    out = cuobjdump(kernel, "--dump-resource-usage")
     return next(line.strip() for line in out.splitlines() if "REG:" in line)
 
 
@@ -83,15 +88,7 @@ def instructions(kernel) -> int:
     """SASS instructions in the kernel, NOPs aside: every path, rare tails
     included, each counted once (a streaming kernel without loops runs about
     this many per thread and chunk)."""
-    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin",
-                        "cuobjdump")
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "k.cubin")
-        with open(path, "wb") as f:
-            f.write(kernel.asm["cubin"])
-        out = subprocess.run([tool, "-sass", path], capture_output=True, text=True,
-                             check=True).stdout
-    return sum(1 for line in out.splitlines()
+    return sum(1 for line in cuobjdump(kernel, "-sass").splitlines()
                if re.search(r"/\*[0-9a-f]{4,}\*/", line) and "NOP" not in line)
 
 

@@ -170,6 +170,14 @@ def test_overflow_fallback_two_stage_race():
             assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]), (kw, seed)
 
 
+def assert_top_p_matches_reference(x, p, seeds):
+    """Top-p alone: the Triton backend's tokens and validity equal the reference's."""
+    ref = ts.top_p_sampling_from_probs(x, p, seed=seeds, return_valid=True, backend="reference")
+    got = ts.top_p_sampling_from_probs(x, p, seed=seeds, return_valid=True, backend="triton")
+    assert torch.equal(got[1], ref[1])
+    assert torch.equal(got[0], ref[0]), (got[0] != ref[0]).nonzero().flatten().tolist()
+
+
 @pytest.mark.parametrize("fuse", [True, False], ids=["rejection", "bracket"])
 def test_top_p_bracket_per_row_edges(fuse, monkeypatch):
     """Top-p alone at V > 4096, per-row p over the edges, flat and peaked
@@ -189,10 +197,7 @@ def test_top_p_bracket_per_row_edges(fuse, monkeypatch):
     probs = probs.to(DEVICE)
     p = torch.tensor([0.9, 0.0, 1e-6, 0.5, 0.999, 1.0, 0.25, 0.75], device=DEVICE)
     seeds = torch.arange(batch, device=DEVICE) * 13 + 5
-    ref = ts.top_p_sampling_from_probs(probs, p, seed=seeds, return_valid=True, backend="reference")
-    got = ts.top_p_sampling_from_probs(probs, p, seed=seeds, return_valid=True, backend="triton")
-    assert torch.equal(got[1], ref[1])
-    assert torch.equal(got[0], ref[0]), (got[0] != ref[0]).nonzero().flatten().tolist()
+    assert_top_p_matches_reference(probs, p, seeds)
 
 
 @pytest.mark.parametrize("from_logits, fused", [
@@ -289,10 +294,7 @@ def test_top_p_rejection_rounds_match_reference(vocab, form, monkeypatch):
     p[:8] = torch.tensor([0.9, 0.5, 0.3, 0.99, 1.0, 0.0, 0.7, 0.1])
     seeds = torch.arange(batch) * 31 + 2
     x, p, seeds = x.to(DEVICE), p.to(DEVICE), seeds.to(DEVICE)
-    ref = ts.top_p_sampling_from_probs(x, p, seed=seeds, return_valid=True, backend="reference")
-    got = ts.top_p_sampling_from_probs(x, p, seed=seeds, return_valid=True, backend="triton")
-    assert torch.equal(got[1], ref[1])
-    assert torch.equal(got[0], ref[0]), (got[0] != ref[0]).nonzero().flatten().tolist()
+    assert_top_p_matches_reference(x, p, seeds)
     if form != "single":
         (ws,) = seen
         stages = set((-2 - ws.state).tolist())   # round that decided each row; ROUNDS: the race
@@ -311,10 +313,7 @@ def test_top_p_rejection_with_ties_across_chunks():
     p = torch.tensor([0.3, 0.5, 0.7, 0.95, 0.2, 0.6, 0.4, 0.8])
     seeds = torch.arange(batch) * 7 + 1
     x, p, seeds = x.to(DEVICE), p.to(DEVICE), seeds.to(DEVICE)
-    ref = ts.top_p_sampling_from_probs(x, p, seed=seeds, return_valid=True, backend="reference")
-    got = ts.top_p_sampling_from_probs(x, p, seed=seeds, return_valid=True, backend="triton")
-    assert torch.equal(got[1], ref[1])
-    assert torch.equal(got[0], ref[0]), (got[0] != ref[0]).nonzero().flatten().tolist()
+    assert_top_p_matches_reference(x, p, seeds)
 
 
 def test_top_p_rejection_on_denormal_chunks():
