@@ -285,7 +285,7 @@ def test_top_p_rejection_rounds_match_reference(vocab, form, monkeypatch):
     monkeypatch.setattr(tt, "inspect", seen.append)
     monkeypatch.setattr(tt, "FUSE_ROWS", {**tt.FUSE_ROWS, "draws": (1 << 30) if form == "tail" else 0})
     monkeypatch.setattr(tt, "_FUSE_OK", form != "single")
-    batch = 48
+    batch = 48 if vocab < 4096 else 24    # the interpreter races 9000-token rows slowly
     x = torch.ones(batch, vocab)
     x[:, 0] = 2.0
     p = torch.full((batch,), 2.5 / (vocab + 1))
