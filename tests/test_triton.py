@@ -283,9 +283,10 @@ def test_top_p_rejection_rounds_match_reference(vocab, form, monkeypatch):
     import tokensampler.triton as tt
     seen = []
     monkeypatch.setattr(tt, "inspect", seen.append)
-    monkeypatch.setattr(tt, "FUSE_ROWS", {**tt.FUSE_ROWS, "draws": (1 << 30) if form == "tail" else 0})
+    draws = (1 << 30) if form == "tail" else 0
+    monkeypatch.setattr(tt, "FUSE_ROWS", {**tt.FUSE_ROWS, "draws": draws})
     monkeypatch.setattr(tt, "_FUSE_OK", form != "single")
-    batch = 48
+    batch = 48 if vocab < 4096 else 24    # the interpreter races 9000-token rows slowly
     x = torch.ones(batch, vocab)
     x[:, 0] = 2.0
     p = torch.full((batch,), 2.5 / (vocab + 1))
@@ -394,7 +395,8 @@ def _chunk_fields(x, from_logits, chunk, group):
     n, vocab = x.shape
     n_chunks = -(-vocab // chunk)
     pad = n_chunks * chunk - vocab
-    v = torch.nn.functional.pad(x.float().cpu(), (0, pad), value=float("-inf") if from_logits else 0.0)
+    past_end = float("-inf") if from_logits else 0.0
+    v = torch.nn.functional.pad(x.float().cpu(), (0, pad), value=past_end)
     inb = torch.arange(n_chunks * chunk) < vocab
     bits = (v + 0.0).view(torch.int32)
     key = bits ^ ((bits >> 31) & 0x7FFFFFFF) if from_logits else bits

@@ -48,8 +48,9 @@ FUSE_ROWS["draws"] outputs):
     ``stats_kernel(REJECT)``: the row's last program makes round 0's DRAWS
     draws (``first_draws``: a chunk by the stats' masses, then one chunk read
     each); for larger batches ``draw_kernel`` makes them instead, a program
-    per (output, draw), and the stats launch keeps its plain registers. Each ``check_kernel`` launch reads the rows still open once and
-    sums, per chunk, the mass before each draw in the order; the row's last
+    per (output, draw), and the stats launch keeps its plain registers.
+    Each ``check_kernel`` launch reads the rows still open once and sums,
+    per chunk, the mass before each draw in the order; the row's last
     program (``decide_round``) takes the first draw whose prefix mass is
     below ``top_p * W``, or draws the next round from the tokens before the
     earliest draw (their chunk masses are those sums), or after the last
@@ -216,9 +217,10 @@ def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_p
     """Chunk (j, c): its statistics and its mass in its own scale (the plain
     sampler's chunk weight); with WITH_GM the maxima of its 32-token groups.
     One read of the chunk; a chunk holding a NaN, an infinity or a negative
-    weight is reduced again from registers (``_exact_stats``). With PLAN (top-k, top-p), the row's last program
-    to finish then plans its candidates (``plan_row``), or with REJECT (top-p
-    alone) makes the first round of draws (``first_draws``)."""
+    weight is reduced again from registers (``_exact_stats``). With PLAN
+    (top-k, top-p), the row's last program to finish then plans its
+    candidates (``plan_row``), or with REJECT (top-p alone) makes the first
+    round of draws (``first_draws``)."""
     j = tl.program_id(0)
     c = tl.program_id(1)
     ok, row_off, _k, _p, _m, greedy, inv_t = request(
