@@ -1,11 +1,23 @@
 """GPU time per Triton kernel of one sampling call (torch.profiler), B in {256, 1024}, V=128256.
 
-    python benchmarks/profile_kernels.py
+    python benchmarks/profile_kernels.py [--split]
+
+--split runs every per-row step as a launch of its own (as on ROCm), to time
+a launch's streaming part apart from its tail: top-k's and joint's stats
+without ``plan_row`` and compact without ``select_row`` (top-p alone then
+takes the histogram path, so only top-k and joint are timed).
 """
+import sys
+
 import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 import tokensampler as ts
+import tokensampler.triton as tt
+
+split = "--split" in sys.argv[1:]
+if split:
+    tt._FUSE_OK = False
 for B in (256, 1024):
     x = torch.softmax(torch.randn(B, 128256, device="cuda"), 1)
     seed = torch.tensor([1], device="cuda"); off = torch.tensor([0], device="cuda")
@@ -17,6 +29,8 @@ for B in (256, 1024):
              "joint": lambda: ts.top_k_top_p_sampling_from_probs(x, 50, 0.9, seed=seed, offset=off),
              "min_p": lambda: ts.min_p_sampling_from_probs(x, 0.1, seed=seed, offset=off),
              "plain": lambda: ts.sampling_from_probs(x, seed=seed, offset=off)}
+    if split:
+        calls = {name: calls[name] for name in ("top_k_50", "joint")}
     for name, fn in calls.items():
         for _ in range(3): fn()
         torch.cuda.synchronize()
