@@ -10,8 +10,10 @@
 # machine with two GPUs they use the second, and the timed profile runs on the
 # first at the same time; with one GPU the profile waits for them.
 # The first GPU then runs compute-sanitizer too (SKIP_SANITIZE=1 skips it).
-# BASE=folder adds the per-kernel profile of the src/ under that folder (one
-# more file), to compare a branch with main in the same run.
+# BASE="folder ..." adds the per-kernel profile of the src/ under each folder
+# (one more file each, kernels_<folder>.txt), to compare a branch with main
+# in the same run. SPLIT=1 adds the profile with every per-row step a launch
+# of its own (profile_kernels.py --split; one more file).
 # BENCH="..." adds a bench.py run with those arguments (3 more files: use it
 # with SKIP_SANITIZE=1 to stay within 8). LIMIT=seconds bounds each
 # correctness job (default 480). One call of the device tool holds all of it
@@ -48,11 +50,14 @@ tmp=$(mktemp -d)
 checks=$!
 if [ "$GPUS" -le 1 ]; then wait "$checks"; fi
 python3 benchmarks/profile_kernels.py 2>&1 | grep -v Warn > "$OUT/kernels.txt"
-if [ -n "${BASE:-}" ]; then
+for base in ${BASE:-}; do
     # The same profile of another checkout's src (e.g. main, exported to an
     # ignored folder and carried), in the same run on the same card.
-    PYTHONPATH=/tmp/site:$BASE/src python3 benchmarks/profile_kernels.py 2>&1 | grep -v Warn \
-        > "$OUT/kernels_base.txt"
+    PYTHONPATH=/tmp/site:$base/src python3 benchmarks/profile_kernels.py 2>&1 | grep -v Warn \
+        > "$OUT/kernels_$(basename "$base" | tr -d .).txt"
+done
+if [ -n "${SPLIT:-}" ]; then
+    python3 benchmarks/profile_kernels.py --split 2>&1 | grep -v Warn > "$OUT/kernels_split.txt"
 fi
 if [ -n "${BENCH:-}" ]; then
     python3 benchmarks/bench.py --out "$OUT/bench" $BENCH 2>&1 | tail -2

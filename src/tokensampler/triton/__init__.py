@@ -256,7 +256,7 @@ def _sample_top_p(call, x, out, valid, common, grid, seeds, p_ptr, p_val, p_row,
     part_f = torch.empty(nc * 3, dtype=torch.float32, device=dev)
     # Zeroed per call: one arrival counter per row for each launch.
     arrived = torch.zeros((1 + ROUNDS) * n, dtype=torch.int32, device=dev)
-    draws = torch.empty(n * DRAWS, dtype=torch.int32, device=dev)
+    draws = torch.empty(n * 2 * DRAWS, dtype=torch.int32, device=dev)   # tokens, keys
     state = torch.empty(n, dtype=torch.int32, device=dev)
     sums = torch.empty(nc * DRAWS, dtype=torch.float32, device=dev)
     stream = dict(STREAM_IS_POS=not call.seed_per_output)

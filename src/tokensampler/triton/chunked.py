@@ -418,7 +418,8 @@ def _draw_round(k, q0, x_ptr, row_off, V, C, log_mass, t, last, seed, offset, st
     """Draws ``q0 .. q0 + NQ - 1`` of round k (of its DRAWS) from the set
     ``key > t`` or ``key == t`` at index <= ``last``, whose log mass per chunk
     is ``log_mass``: a chunk each, then the race in it (one chunk read a
-    draw). Stored at ``draws_ptr + q0 + r``."""
+    draw). Stored at ``draws_ptr + q0 + r``, and the drawn token's order key
+    DRAWS slots later: ``check_kernel`` loads it with the draw, not after it."""
     cc = tl.arange(0, CP2)
     for r in tl.static_range(NQ):
         q = k * DRAWS + q0 + r
@@ -428,6 +429,8 @@ def _draw_round(k, q0, x_ptr, row_off, V, C, log_mass, t, last, seed, offset, st
         d = race_in_chunk(x_ptr, row_off, V, chunk, float("-inf"), t, last, seed, offset, stream,
                           ref, mul, q, FROM_LOGITS, CHUNK)
         tl.store(draws_ptr + q0 + r, d)
+        dkey = row.order_key(tl.load(x_ptr + row_off + d).to(tl.float32), FROM_LOGITS)
+        tl.store(draws_ptr + DRAWS + q0 + r, dkey)
 
 
 @triton.jit
@@ -457,7 +460,7 @@ def first_draws(j, q0, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draw
             pf_ptr, b, m, ref, inv_t, FROM_LOGITS), float("-inf"))
         _draw_round(0, q0, x_ptr, row_off, V, C, log_mass, INT_MIN, INT_MAX,
                     tl.load(seed_ptr + j * seed_step), tl.load(off_ptr + j * off_step),
-                    stream_of(j, STREAM_IS_POS), ref, mul, draws_ptr + j * DRAWS, FROM_LOGITS,
+                    stream_of(j, STREAM_IS_POS), ref, mul, draws_ptr + j * 2 * DRAWS, FROM_LOGITS,
                     CP2, CHUNK, DRAWS, NQ)
         if q0 == 0:
             tl.store(st_ptr + j, 0)
@@ -496,20 +499,24 @@ def check_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr,
     draws, the mass (chunk scale) of the chunk's tokens before it in the
     order (docs/semantics.md section 3). One read of the chunk; rows decided
     in an earlier round read nothing. In round 0 (FIRST) nearly every row is
-    open, so the chunk's load is issued before the row's state arrives
-    rather than after it (an invalid or greedy row's chunk is read for
-    nothing). The row's last program to finish then decides
-    (``decide_round``)."""
+    open, so the chunk, the draws and their keys are loaded before the row's
+    state arrives rather than after it (an invalid or greedy row's chunk is
+    read for nothing): a program waits on one round trip to memory, not three.
+    The row's last program to finish then decides (``decide_round``)."""
     j = tl.program_id(0)
     c = tl.program_id(1)
     cols = c * CHUNK + tl.arange(0, CHUNK)
+    at = draws_ptr + j * 2 * DRAWS + tl.arange(0, DRAWS)
     if FIRST:
         ok, row_off, _k, p, _m, greedy, inv_t = request(
             j, idx_ptr, B, stride_row, p_ptr, 0, p_ptr, p_val, p_ptr, 0.0, t_ptr, t_val,
             HAS_INDICES, False, False, True, P_ROW, False, False, FROM_LOGITS, T_ROW)
         v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
+        d = tl.load(at)   # (garbage for a row with no draws; used only if open)
+        dkey = tl.load(at + DRAWS)
         if tl.load(st_ptr + j) == k:
-            _check_chunk(j, c, k, v, inb, cols, row_off, p, inv_t, x_ptr, V, C, pi_ptr, pf_ptr,
+            _check_chunk(j, c, k, v, inb, cols, d, dkey, row_off, p, inv_t, x_ptr, V, C,
+                         pi_ptr, pf_ptr,
                          draws_ptr, st_ptr, part_ptr, arrived_ptr, seed_ptr, seed_step, off_ptr,
                          off_step, out_ptr, valid_ptr, FROM_LOGITS, STREAM_IS_POS, CP2, CHUNK,
                          BLOCK, DRAWS, ROUNDS)
@@ -519,28 +526,32 @@ def check_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr,
                 j, idx_ptr, B, stride_row, p_ptr, 0, p_ptr, p_val, p_ptr, 0.0, t_ptr, t_val,
                 HAS_INDICES, False, False, True, P_ROW, False, False, FROM_LOGITS, T_ROW)
             v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
-            _check_chunk(j, c, k, v, inb, cols, row_off, p, inv_t, x_ptr, V, C, pi_ptr, pf_ptr,
+            _check_chunk(j, c, k, v, inb, cols, tl.load(at), tl.load(at + DRAWS), row_off, p,
+                         inv_t, x_ptr, V, C, pi_ptr, pf_ptr,
                          draws_ptr, st_ptr, part_ptr, arrived_ptr, seed_ptr, seed_step, off_ptr,
                          off_step, out_ptr, valid_ptr, FROM_LOGITS, STREAM_IS_POS, CP2, CHUNK,
                          BLOCK, DRAWS, ROUNDS)
 
 
 @triton.jit
-def _check_chunk(j, c, k, v, inb, cols, row_off, p, inv_t, x_ptr, V, C, pi_ptr, pf_ptr,
+def _check_chunk(j, c, k, v, inb, cols, draws, draw_keys, row_off, p, inv_t, x_ptr, V, C,
+                 pi_ptr, pf_ptr,
                  draws_ptr, st_ptr, part_ptr, arrived_ptr, seed_ptr, seed_step, off_ptr,
                  off_step, out_ptr, valid_ptr, FROM_LOGITS: tl.constexpr,
                  STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr, CHUNK: tl.constexpr,
                  BLOCK: tl.constexpr, DRAWS: tl.constexpr, ROUNDS: tl.constexpr):
-    """``check_kernel``'s work on its loaded chunk ``v`` of an open row."""
+    """``check_kernel``'s work on its loaded chunk ``v`` of an open row, given
+    the row's draws and their order keys (DRAWS-vectors)."""
     base = (j * C + c).to(tl.int64)
     key = row.order_key(v, FROM_LOGITS)
     shift, factor = _chunk_scale(pf_ptr, base, inv_t, FROM_LOGITS)
     w = _local_weight(v, row.positive(v, inb, FROM_LOGITS), shift, factor, inv_t, FROM_LOGITS)
     # One 1-D sum per draw: a [CHUNK, DRAWS] mask took 179 registers a
     # thread and a third of the occupancy (measured on an H100).
+    r = tl.arange(0, DRAWS)
     for q in tl.static_range(DRAWS):
-        d = tl.load(draws_ptr + j * DRAWS + q)
-        dkey = row.order_key(tl.load(x_ptr + row_off + d).to(tl.float32), FROM_LOGITS)
+        d = tl.sum(tl.where(r == q, draws, 0))
+        dkey = tl.sum(tl.where(r == q, draw_keys, 0))
         if c == d // CHUNK:
             before = (key > dkey) | ((key == dkey) & (cols < d))
             mass = tl.sum(tl.where(before, w, 0.0))
@@ -573,7 +584,7 @@ def decide_round(j, k, x_ptr, row_off, V, C, pi_ptr, pf_ptr, draws_ptr, st_ptr, 
     bad, kmax, kmin, amax, n_pos, n_max, vmax, ref, mul, total = combine_stats(
         pi_ptr, pf_ptr, j, C, inv_t, FROM_LOGITS, CP2)
     r = tl.arange(0, DRAWS)
-    d = tl.load(draws_ptr + j * DRAWS + r)
+    d = tl.load(draws_ptr + j * 2 * DRAWS + r)
     cc = tl.arange(0, CP2)
     m = cc < C
     b = (j * C + cc).to(tl.int64)
@@ -591,7 +602,7 @@ def decide_round(j, k, x_ptr, row_off, V, C, pi_ptr, pf_ptr, draws_ptr, st_ptr, 
         tl.store(valid_ptr + j, k >= 0)   # a decided row is valid
         tl.store(st_ptr + j, -2 - k)
     else:
-        dkey = row.order_key(tl.load(x_ptr + row_off + d).to(tl.float32), FROM_LOGITS)
+        dkey = tl.load(draws_ptr + j * 2 * DRAWS + DRAWS + r)
         top = tl.max(dkey)
         early = tl.min(tl.where(dkey == top, d, INT_MAX))
         if k + 1 < ROUNDS:
@@ -601,7 +612,7 @@ def decide_round(j, k, x_ptr, row_off, V, C, pi_ptr, pf_ptr, draws_ptr, st_ptr, 
             mass = tl.sum(tl.where(pick[None, :], part, 0.0), axis=1) * fac
             log_mass = tl.where(mass > 0.0, tl.log(mass), float("-inf"))
             _draw_round(k + 1, 0, x_ptr, row_off, V, C, log_mass, top, early - 1, seed, offset,
-                        stream, ref, mul, draws_ptr + j * DRAWS, FROM_LOGITS, CP2, CHUNK, DRAWS,
+                        stream, ref, mul, draws_ptr + j * 2 * DRAWS, FROM_LOGITS, CP2, CHUNK, DRAWS,
                         DRAWS)
             tl.store(st_ptr + j, k + 1)
         else:
@@ -746,18 +757,24 @@ def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, gm_ptr, 
     """
     j = tl.program_id(0)
     c = tl.program_id(1)
+    # Everything the chunk's read depends on is loaded at once, before the
+    # test that may skip it: the program then waits on one round trip to
+    # memory before its read, not three (the pass is latency-bound: most of
+    # its programs read a few groups or none).
     lo = tl.load(plan_ptr + j * 4)
     hi = tl.load(plan_ptr + j * 4 + 1)
+    chunk_max = tl.load(pi_ptr + (j * C + c).to(tl.int64) * NI + 1)
+    ok, row_off, _k, _p, _m, greedy, inv_t = request(
+        j, idx_ptr, B, stride_row, t_ptr, 0, t_ptr, 1.0, t_ptr, 0.0, t_ptr, t_val,
+        HAS_INDICES, False, False, False, False, False, False, FROM_LOGITS, T_ROW)
+    cols = c * CHUNK + tl.arange(0, CHUNK)
+    group_max = tl.load(gm_ptr + (j * C + c).to(tl.int64) * (CHUNK // GROUP)
+                        + tl.arange(0, CHUNK) // GROUP)
     above = tl.zeros([], tl.float32)
     n_above = tl.zeros([], tl.int32)
     # A chunk whose largest key is below the bracket has nothing to give.
-    if (lo < INT_MAX) & (tl.load(pi_ptr + (j * C + c).to(tl.int64) * NI + 1) >= lo):
-        ok, row_off, _k, _p, _m, greedy, inv_t = request(
-            j, idx_ptr, B, stride_row, t_ptr, 0, t_ptr, 1.0, t_ptr, 0.0, t_ptr, t_val,
-            HAS_INDICES, False, False, False, False, False, False, FROM_LOGITS, T_ROW)
-        cols = c * CHUNK + tl.arange(0, CHUNK)
-        base = (j * C + c).to(tl.int64) * (CHUNK // GROUP)
-        need = tl.load(gm_ptr + base + tl.arange(0, CHUNK) // GROUP) >= lo
+    if (lo < INT_MAX) & (chunk_max >= lo):
+        need = group_max >= lo
         v, inb = row.load_where(x_ptr, row_off, cols, V, need, FROM_LOGITS)
         key = row.order_key(v, FROM_LOGITS)
         pos = row.positive(v, inb, FROM_LOGITS)
