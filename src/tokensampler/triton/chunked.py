@@ -757,24 +757,18 @@ def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, gm_ptr, 
     """
     j = tl.program_id(0)
     c = tl.program_id(1)
-    # Everything the chunk's read depends on is loaded at once, before the
-    # test that may skip it: the program then waits on one round trip to
-    # memory before its read, not three (the pass is latency-bound: most of
-    # its programs read a few groups or none).
     lo = tl.load(plan_ptr + j * 4)
     hi = tl.load(plan_ptr + j * 4 + 1)
-    chunk_max = tl.load(pi_ptr + (j * C + c).to(tl.int64) * NI + 1)
-    ok, row_off, _k, _p, _m, greedy, inv_t = request(
-        j, idx_ptr, B, stride_row, t_ptr, 0, t_ptr, 1.0, t_ptr, 0.0, t_ptr, t_val,
-        HAS_INDICES, False, False, False, False, False, False, FROM_LOGITS, T_ROW)
-    cols = c * CHUNK + tl.arange(0, CHUNK)
-    group_max = tl.load(gm_ptr + (j * C + c).to(tl.int64) * (CHUNK // GROUP)
-                        + tl.arange(0, CHUNK) // GROUP)
     above = tl.zeros([], tl.float32)
     n_above = tl.zeros([], tl.int32)
     # A chunk whose largest key is below the bracket has nothing to give.
-    if (lo < INT_MAX) & (chunk_max >= lo):
-        need = group_max >= lo
+    if (lo < INT_MAX) & (tl.load(pi_ptr + (j * C + c).to(tl.int64) * NI + 1) >= lo):
+        ok, row_off, _k, _p, _m, greedy, inv_t = request(
+            j, idx_ptr, B, stride_row, t_ptr, 0, t_ptr, 1.0, t_ptr, 0.0, t_ptr, t_val,
+            HAS_INDICES, False, False, False, False, False, False, FROM_LOGITS, T_ROW)
+        cols = c * CHUNK + tl.arange(0, CHUNK)
+        base = (j * C + c).to(tl.int64) * (CHUNK // GROUP)
+        need = tl.load(gm_ptr + base + tl.arange(0, CHUNK) // GROUP) >= lo
         v, inb = row.load_where(x_ptr, row_off, cols, V, need, FROM_LOGITS)
         key = row.order_key(v, FROM_LOGITS)
         pos = row.positive(v, inb, FROM_LOGITS)
