@@ -465,3 +465,35 @@ def test_chunk_statistics_match_their_definition(from_logits, monkeypatch):
     assert torch.equal(ws.gm.cpu().view(gm.shape), gm)
     assert torch.equal(got_f[..., :2], floats[..., :2])    # vmax and scale: exact
     torch.testing.assert_close(got_f[..., 2], floats[..., 2], rtol=2e-6, atol=0.0)
+
+
+def test_compact_reads_every_listed_group(monkeypatch):
+    """Top-k's candidates come from plan_row's list of the groups whose
+    maximum reaches the bound, a slice of G = 128 groups a compact program:
+    the list is those groups in order, and every positive token at or above
+    the bound is counted as a candidate, whether the list takes one slice or
+    two (9000 tokens, 282 groups; k groups reach the bound, so k = 3, 200,
+    and 150 in a row whose last 63 groups hold no weight)."""
+    import tokensampler.triton as tt
+    seen = []
+    monkeypatch.setattr(tt, "inspect", seen.append)
+    vocab = 9000
+    x = torch.softmax(torch.randn(3, vocab, generator=torch.Generator().manual_seed(5)), 1)
+    x[2, 7000:] = 0.0                          # groups with no weight are never listed
+    k = torch.tensor([3, 200, 150])
+    ts.top_k_sampling_from_probs(x.to(DEVICE), k.to(DEVICE), seed=1, backend="triton")
+    (ws,) = seen
+    key = x.view(torch.int32)                  # probs: the order key is the bit pattern
+    plan = ws.plan.cpu().view(3, 4)
+    lists = ws.gl.cpu().view(3, -1)
+    gm = ws.gm.cpu().view(3, -1)
+    slices = []
+    for j in range(3):
+        bound, n_groups = plan[j, 0].item(), plan[j, 2].item()
+        want = (gm[j] >= bound).nonzero().flatten().to(torch.int32)
+        assert torch.equal(lists[j, :n_groups], want), j
+        above = ((key[j] >= bound) & (x[j] > 0)).sum().item()
+        assert above >= k[j].item()
+        assert ws.count[j].item() == above, (j, ws.count[j].item(), above)
+        slices.append(-(-n_groups // 128))
+    assert slices == [1, 2, 2], slices

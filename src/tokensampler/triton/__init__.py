@@ -140,10 +140,13 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     # threshold is narrowed first, and the tokens above it are only summed.
     bracket = call.top_k is None and call.min_p is None and vocab > cap
     g_per_chunk = chunk // GROUP
+    # plan_row's bisections run over every group maximum of a row: sized to
+    # the row (V=128256: 4096 lanes, not cp2's 8192).
+    gp2 = _pow2(n_chunks) * g_per_chunk
     nc = n * n_chunks
     wi = SimpleNamespace(part=torch.empty(nc * 6, dtype=torch.int32, device=dev))
     wf = SimpleNamespace(part=torch.empty(nc * 3, dtype=torch.float32, device=dev))
-    wi.gm = wi.plan = wi.st = wi.above = wf.ab = wi.arrived = dummy
+    wi.gm = wi.plan = wi.gl = wi.st = wi.above = wf.ab = wi.arrived = dummy
     if filtered:
         # Zeroed per call: the arrival counters of the launches that end in
         # per-row work (stats -> plan_row, each histogram pass -> narrow_row,
@@ -155,6 +158,8 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
         wi.hist = zeroed[(3 + HIST_PASSES) * n:]
         wi.gm = torch.empty(nc * g_per_chunk, dtype=torch.int32, device=dev)
         wi.plan = torch.empty(n * 4, dtype=torch.int32, device=dev)
+        # Top-k and joint: each row's list of the groups holding candidates.
+        wi.gl = torch.empty(nc * g_per_chunk, dtype=torch.int32, device=dev)
     if call.min_p is not None:
         wf.mass = torch.empty(nc, dtype=torch.float32, device=dev)
     wf.above = wf.part
@@ -166,7 +171,7 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
         wf.ab = torch.empty(nc * (HIST_PASSES + 1), dtype=torch.float32, device=dev)
         wf.above = wf.ab[nc * HIST_PASSES:]
     hist = dict(NS=HIST_PASSES, NB=HIST_BINS)
-    grid = (n, n_chunks)
+    grid = (n * n_chunks,)   # chunked.tile: a row's chunks consecutive
     common = (x, x.stride(0), vocab, batch, n_chunks, idx)
     fk = dict(HAS_K=call.top_k is not None, K_ROW=k_row, HAS_P=call.top_p is not None,
               P_ROW=p_row, JOINT=call.joint, CP2=cp2)
@@ -179,9 +184,9 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     # these two launches (three programs an SM, seventh session).
     regs = _reg_cap(x, 3, warps) if filtered and not bracket else {}
     launch(chunked.stats_kernel, grid,
-           *common, t_ptr, t_val, wi.part, wf.part, wi.gm, wi.plan, k_ptr, k_val, p_ptr, p_val,
-           wi.st, arrived_stats if filtered else dummy, *seeds, out, valid, WITH_GM=filtered,
-           CHUNK=chunk, GROUP=GROUP, PLAN=fuse["plan"], GP2=cp2 * g_per_chunk, BRACKET=bracket,
+           *common, t_ptr, t_val, wi.part, wf.part, wi.gm, wi.plan, wi.gl, k_ptr, k_val, p_ptr,
+           p_val, wi.st, arrived_stats if filtered else dummy, *seeds, out, valid, WITH_GM=filtered,
+           CHUNK=chunk, GROUP=GROUP, PLAN=fuse["plan"], GP2=gp2, BRACKET=bracket,
            NS=HIST_PASSES, REJECT=False, DRAWS=DRAWS, num_warps=warps if filtered else 4, **fk,
            **stream, **flags, **regs)   # measured best
     if not filtered:
@@ -199,10 +204,9 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
         return out, valid
     if not fuse["plan"]:   # (plain and min-p returned above)
         launch(chunked.plan_kernel, (n,),
-               wi.part, wf.part, wi.gm, wi.plan, n_chunks, batch, idx, x.stride(0), k_ptr, k_val,
-               p_ptr, p_val, t_ptr, t_val, wi.st, GP2=cp2 * g_per_chunk,
-               G_PER_CHUNK=g_per_chunk, BRACKET=bracket, NS=HIST_PASSES, num_warps=warps, **fk,
-               **flags)
+               wi.part, wf.part, wi.gm, wi.plan, wi.gl, n_chunks, batch, idx, x.stride(0), k_ptr,
+               k_val, p_ptr, p_val, t_ptr, t_val, wi.st, GP2=gp2, G_PER_CHUNK=g_per_chunk,
+               BRACKET=bracket, NS=HIST_PASSES, num_warps=warps, **fk, **flags)
     cand = torch.empty(n * cap, dtype=torch.int64, device=dev)
     if bracket:
         # Rows whose bracket already fits return at once. The narrowing runs
@@ -224,7 +228,7 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     sel_kw = dict(HAS_MINP=call.min_p is not None, MINP_ROW=m_row, CAP=cap, BLOCK=_block(vocab),
                   CHUNK=chunk, BRACKET=bracket, **stream, **fk, **flags)
     launch(chunked.compact_kernel, grid,
-           *common, wi.part, wf.part, wi.gm, wi.plan, wi.count, cand, wf.above, wi.above,
+           *common, wi.part, wf.part, wi.gm, wi.plan, wi.gl, wi.count, cand, wf.above, wi.above,
            arrived_compact, *sel, GROUP=GROUP, SELECT=fuse["select"], num_warps=warps, **sel_kw,
            **regs)
     if not fuse["select"]:
@@ -237,7 +241,8 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
             st = wi.st[: n * HIST_PASSES * 4].view(n, HIST_PASSES, 4)
             passes = ((st[..., 0] < st[..., 1]) & (st[..., 2] > cap)).sum(1)
         inspect(SimpleNamespace(n=n, cap=cap, bracket=bracket, count=wi.count, st=wi.st,
-                                passes=passes, part_i=wi.part, part_f=wf.part, gm=wi.gm))
+                                passes=passes, part_i=wi.part, part_f=wf.part, gm=wi.gm,
+                                plan=wi.plan, gl=wi.gl))
     return out, valid
 
 
@@ -251,7 +256,7 @@ def _sample_top_p(call, x, out, valid, common, grid, seeds, p_ptr, p_val, p_row,
     round 0 is read twice."""
     n = call.num_outputs
     dev = x.device
-    nc = n * grid[1]
+    nc = grid[0]
     part_i = torch.empty(nc * 6, dtype=torch.int32, device=dev)
     part_f = torch.empty(nc * 3, dtype=torch.float32, device=dev)
     # Zeroed per call: one arrival counter per row for each launch.
@@ -266,7 +271,7 @@ def _sample_top_p(call, x, out, valid, common, grid, seeds, p_ptr, p_val, p_row,
     # forms must use the same warps: the chunk masses' summation order, and
     # so the draws, depend on it.
     launch(chunked.stats_kernel, grid,
-           *common, t_ptr, t_val, part_i, part_f, draws, draws, p_ptr, p_val, p_ptr, p_val,
+           *common, t_ptr, t_val, part_i, part_f, draws, draws, draws, p_ptr, p_val, p_ptr, p_val,
            state, arrived, *seeds, out, valid, WITH_GM=False, CHUNK=chunk, GROUP=GROUP,
            PLAN=fused, GP2=cp2, BRACKET=False, NS=HIST_PASSES, REJECT=True, DRAWS=DRAWS,
            num_warps=4, **fk, **stream, **flags)

@@ -22,7 +22,7 @@ import triton.language as tl
 
 from . import row
 from .chunked import (NI, _SIZES, _chunk_scale, _local_weight, _to_row_scale, arrive,
-                      combine_stats, request)
+                      combine_stats, request, tile)
 
 
 @triton.jit
@@ -173,8 +173,7 @@ def hist_kernel(x_ptr, stride_row, V, B, C, idx_ptr, p_ptr, p_val, t_ptr, t_val,
     read. With NARROW the row's last program to finish narrows the bracket
     (``narrow_row``, O(NB) work); without, ``narrow_kernel`` does.
     """
-    j = tl.program_id(0)
-    c = tl.program_id(1)
+    j, c = tile(C)
     at = (j * NS + k).to(tl.int64)
     lo = tl.load(st_ptr + at * 4)
     hi = tl.load(st_ptr + at * 4 + 1)

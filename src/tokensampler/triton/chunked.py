@@ -1,4 +1,5 @@
-"""Kernels that split every row across programs (grid: outputs x chunks).
+"""Kernels that split every row across programs (outputs x chunks programs,
+a row's chunks consecutive in one grid dimension: ``tile``).
 
 A row of V tokens is cut into ``C = cdiv(V, CHUNK)`` chunks; each program
 reads one chunk once and writes a few numbers to a workspace; the next launch
@@ -15,16 +16,18 @@ min-p (2 reads plus one chunk, 3 launches):
     ``stats_kernel``, then ``min_p_mass_kernel`` (kept mass per chunk, given
     the row's threshold; chunks whose maximum is below it are not read),
     then ``final_kernel``.
-top-k / top-p / both (2 reads plus a few thousand candidates, 2 launches):
+top-k / top-p / both (1 read plus the groups holding candidates, 2 launches):
     ``stats_kernel(WITH_GM, PLAN)`` also stores each 32-token group's largest
     key, and the last of a row's programs to finish runs ``plan_row``: it
     bisects over those group maxima for a key ``L`` that every kept token
     must reach (k groups reaching ``L`` hold at least k tokens; their maxima
-    alone carry the top-p mass); ``compact_kernel`` copies the tokens with
-    key >= L into a per-row buffer (one atomic slot reservation per chunk, no
-    waiting), and its row's last program runs ``select_row``: it sorts them
-    by the exact order, applies the rules of docs/semantics.md to that prefix
-    and races the kept ones (chunk masses summed over the candidates).
+    alone carry the top-p mass), and lists the groups reaching ``L``;
+    ``compact_kernel`` reads those groups only (128 of the list a program)
+    and copies the tokens with key >= L into a per-row buffer (one atomic
+    slot reservation per program, no waiting), and its row's last program
+    runs ``select_row``: it sorts them by the exact order, applies the rules
+    of docs/semantics.md to that prefix and races the kept ones (chunk
+    masses summed over the candidates).
 top-p alone (3 to 2 + HIST_PASSES reads plus one chunk, 2 + HIST_PASSES launches):
     too many tokens are kept to sort them all, so ``plan_row`` opens a
     bracket ``[L, kmax]`` around the threshold. Each ``hist_kernel`` pass
@@ -189,6 +192,18 @@ def race_in_chunk(x_ptr, row_off, V, chunk, keep_floor, t, last, seed, offset, s
 
 
 @triton.jit
+def tile(C):
+    """(output j, chunk c) of this program of a one-dimensional grid of
+    outputs x C programs, a row's chunks consecutive. Programs start in
+    launch order, so a row's programs finish close together and its tail
+    (the next step, run by the last to ``arrive``) overlaps other rows' reads;
+    with a (rows, chunks) grid every row's last chunk is in the launch's last
+    wave, and so are all the tails."""
+    pid = tl.program_id(0)
+    return pid // C, pid % C
+
+
+@triton.jit
 def arrive(counter_ptr, C):
     """Whether this program is the last of its row's ``C`` programs to get
     here (``counter_ptr``, zeroed before the launch, counts them).
@@ -205,8 +220,8 @@ def arrive(counter_ptr, C):
 
 @triton.jit(do_not_specialize=_SIZES)
 def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_ptr, gm_ptr,
-                 plan_ptr, k_ptr, k_val, p_ptr, p_val, st_ptr, arrived_ptr, seed_ptr, seed_step,
-                 off_ptr, off_step, out_ptr, valid_ptr,
+                 plan_ptr, gl_ptr, k_ptr, k_val, p_ptr, p_val, st_ptr, arrived_ptr, seed_ptr,
+                 seed_step, off_ptr, off_step, out_ptr, valid_ptr,
                  HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, T_ROW: tl.constexpr,
                  WITH_GM: tl.constexpr, CHUNK: tl.constexpr, GROUP: tl.constexpr,
                  PLAN: tl.constexpr, HAS_K: tl.constexpr, K_ROW: tl.constexpr,
@@ -221,8 +236,7 @@ def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_p
     (top-k, top-p), the row's last program to finish then plans its
     candidates (``plan_row``), or with REJECT (top-p alone) makes the first
     round of draws (``first_draws``)."""
-    j = tl.program_id(0)
-    c = tl.program_id(1)
+    j, c = tile(C)
     ok, row_off, _k, _p, _m, greedy, inv_t = request(
         j, idx_ptr, B, stride_row, t_ptr, 0, t_ptr, 1.0, t_ptr, 0.0, t_ptr, t_val,
         HAS_INDICES, False, False, False, False, False, False, FROM_LOGITS, T_ROW)
@@ -285,8 +299,8 @@ def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_p
                             p_ptr, p_val, t_ptr, t_val, HAS_INDICES, FROM_LOGITS, P_ROW, T_ROW,
                             STREAM_IS_POS, CP2, CHUNK, DRAWS, DRAWS)
             else:
-                plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, C, B, idx_ptr, stride_row, k_ptr,
-                         k_val, p_ptr, p_val, t_ptr, t_val, st_ptr, HAS_INDICES, FROM_LOGITS,
+                plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, C, B, idx_ptr, stride_row,
+                         k_ptr, k_val, p_ptr, p_val, t_ptr, t_val, st_ptr, HAS_INDICES, FROM_LOGITS,
                          HAS_K, K_ROW, HAS_P, P_ROW, T_ROW, JOINT, CP2, GP2, CHUNK // GROUP,
                          BRACKET, NS)
 
@@ -347,8 +361,7 @@ def min_p_mass_kernel(x_ptr, stride_row, V, B, C, idx_ptr, mp_ptr, mp_val, t_ptr
     """Chunk (j, c): the mass of its tokens that pass min-p (the row's threshold),
     in the chunk's own scale. A chunk whose maximum is below the threshold
     stores 0 without reading its tokens."""
-    j = tl.program_id(0)
-    c = tl.program_id(1)
+    j, c = tile(C)
     ok, row_off, _k, _p, mp, greedy, inv_t = request(
         j, idx_ptr, B, stride_row, mp_ptr, 0, mp_ptr, 1.0, mp_ptr, mp_val, t_ptr, t_val,
         HAS_INDICES, False, False, False, False, True, MINP_ROW, FROM_LOGITS, T_ROW)
@@ -503,8 +516,7 @@ def check_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr,
     state arrives rather than after it (an invalid or greedy row's chunk is
     read for nothing): a program waits on one round trip to memory, not three.
     The row's last program to finish then decides (``decide_round``)."""
-    j = tl.program_id(0)
-    c = tl.program_id(1)
+    j, c = tile(C)
     cols = c * CHUNK + tl.arange(0, CHUNK)
     at = draws_ptr + j * 2 * DRAWS + tl.arange(0, DRAWS)
     if FIRST:
@@ -631,7 +643,7 @@ def _bisect(gk, gw, lo, hi, target_c, target_m, USE_MASS: tl.constexpr):
     hi = hi.to(tl.int64)
     for _ in tl.static_range(32):
         mid = (lo + hi + 1) // 2
-        ge = gk.to(tl.int64) >= mid
+        ge = gk >= mid.to(tl.int32)   # lo <= mid <= hi: in int32 range
         if USE_MASS:
             enough = tl.sum(tl.where(ge, gw, 0.0)) >= target_m
         else:
@@ -642,7 +654,7 @@ def _bisect(gk, gw, lo, hi, target_c, target_m, USE_MASS: tl.constexpr):
 
 
 @triton.jit
-def plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, C, B, idx_ptr, stride_row, k_ptr, k_val,
+def plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, C, B, idx_ptr, stride_row, k_ptr, k_val,
              p_ptr, p_val, t_ptr, t_val, st_ptr, HAS_INDICES: tl.constexpr,
              FROM_LOGITS: tl.constexpr, HAS_K: tl.constexpr, K_ROW: tl.constexpr,
              HAS_P: tl.constexpr, P_ROW: tl.constexpr, T_ROW: tl.constexpr,
@@ -653,10 +665,13 @@ def plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, C, B, idx_ptr, stride_row, k_p
 
     Candidates are the tokens with ``lo <= key <= hi``; ``lo = INT_MAX`` when
     the row needs none. Without BRACKET, ``hi = INT_MAX`` (every token from
-    ``lo`` up). With BRACKET (top-p alone), ``hi = kmax`` with the token count
-    unknown; this fills the NS state slots of ``hist_kernel`` with it (a row
-    whose bracket is empty, ``lo >= hi``, is then skipped by every pass). 32
-    bisection steps over the group maxima.
+    ``lo`` up), and the groups whose maxima reach ``lo`` (those holding the
+    candidates) are listed in ascending order at ``gl_ptr + j * C * G``, their
+    number in ``plan[j * 4 + 2]``: ``compact_kernel`` reads those groups
+    only, a slice of the list a program. With BRACKET (top-p alone),
+    ``hi = kmax`` with the token count unknown; this fills the NS state slots
+    of ``hist_kernel`` with it (a row whose bracket is empty, ``lo >= hi``,
+    is then skipped by every pass). 32 bisection steps over the group maxima.
     """
     ok, _off, k, p, _m, greedy, inv_t = request(
         j, idx_ptr, B, stride_row, k_ptr, k_val, p_ptr, p_val, k_ptr, 0.0, t_ptr, t_val,
@@ -667,6 +682,7 @@ def plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, C, B, idx_ptr, stride_row, k_p
     k_on = HAS_K & (k > 0) & (k < n_pos)
     p_on = HAS_P & (p < 1.0)
     bound = tl.full([], INT_MAX, tl.int64)
+    n_groups = tl.zeros([], tl.int32)
     if ok & (k_on | p_on):
         g = tl.arange(0, GP2)
         gk = tl.load(gm_ptr + j.to(tl.int64) * C * G_PER_CHUNK + g, mask=g < C * G_PER_CHUNK,
@@ -682,11 +698,18 @@ def plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, C, B, idx_ptr, stride_row, k_p
             target = p * total * (1.0 + 1e-5) + 1e-30
             bp = _bisect(gk, gw, kmin, kmax, 0, target, True)
             bound = tl.maximum(bound, bp)
+        if not BRACKET:
+            need = gk >= bound.to(tl.int32)   # past the row: INT_MIN, below any bound
+            ranked = need.to(tl.int32)
+            slot = tl.cumsum(ranked, axis=0) - ranked
+            tl.store(gl_ptr + j.to(tl.int64) * C * G_PER_CHUNK + slot, g, mask=need)
+            n_groups = tl.sum(ranked)
     hi = INT_MAX
     if BRACKET:
         hi = tl.where(bound < INT_MAX, kmax, INT_MAX)
     tl.store(plan_ptr + j * 4, bound.to(tl.int32))
     tl.store(plan_ptr + j * 4 + 1, hi)
+    tl.store(plan_ptr + j * 4 + 2, n_groups)
     if BRACKET:
         for q in tl.static_range(NS):
             at = (j * NS + q).to(tl.int64) * 4
@@ -727,62 +750,94 @@ def _to_row_scale(pf_ptr, b, m, ref, mul, inv_t, FROM_LOGITS: tl.constexpr):
         return row.pow2(e + minus_e_row)
 
 
+@triton.jit
+def _store_candidates(cand_ptr, j, CAP: tl.constexpr, key, cols, sel, slot):
+    """Selected tokens into row j's candidate slots (those past CAP dropped),
+    packed as (key << 32) | (2**32 - 1 - index): one descending sort gives
+    the exact order, ties to the lower index."""
+    packed = (key.to(tl.int64) << 32) | (0xFFFFFFFF - cols.to(tl.int64))
+    tl.store(cand_ptr + j.to(tl.int64) * CAP + slot, packed, mask=(sel > 0) & (slot < CAP))
+
+
 @triton.jit(do_not_specialize=_SIZES)
 def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, gm_ptr, plan_ptr,
-                   count_ptr, cand_ptr, above_ptr, n_above_ptr, arrived_ptr, seed_ptr, seed_step,
-                   off_ptr, off_step, out_ptr, valid_ptr, k_ptr, k_val, p_ptr, p_val, mp_ptr,
-                   mp_val, t_ptr, t_val, HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr,
-                   HAS_K: tl.constexpr, K_ROW: tl.constexpr, HAS_P: tl.constexpr,
-                   P_ROW: tl.constexpr, HAS_MINP: tl.constexpr, MINP_ROW: tl.constexpr,
-                   T_ROW: tl.constexpr, JOINT: tl.constexpr, STREAM_IS_POS: tl.constexpr,
-                   CP2: tl.constexpr, CAP: tl.constexpr, BLOCK: tl.constexpr,
-                   CHUNK: tl.constexpr, GROUP: tl.constexpr, BRACKET: tl.constexpr,
-                   SELECT: tl.constexpr):
-    """Chunk (j, c): append its tokens with ``lo <= key <= hi`` to row j's
-    candidate buffer. With BRACKET (top-p alone, the bracket narrowed by the
-    histogram passes) the count and mass (chunk scale) of the chunk's tokens
-    above ``hi``, which are kept for sure, are stored too. With SELECT the
-    row's last program to finish then draws its token (``select_row``);
-    without, ``select_kernel`` does.
+                   gl_ptr, count_ptr, cand_ptr, above_ptr, n_above_ptr, arrived_ptr, seed_ptr,
+                   seed_step, off_ptr, off_step, out_ptr, valid_ptr, k_ptr, k_val, p_ptr, p_val,
+                   mp_ptr, mp_val, t_ptr, t_val, HAS_INDICES: tl.constexpr,
+                   FROM_LOGITS: tl.constexpr, HAS_K: tl.constexpr, K_ROW: tl.constexpr,
+                   HAS_P: tl.constexpr, P_ROW: tl.constexpr, HAS_MINP: tl.constexpr,
+                   MINP_ROW: tl.constexpr, T_ROW: tl.constexpr, JOINT: tl.constexpr,
+                   STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr, CAP: tl.constexpr,
+                   BLOCK: tl.constexpr, CHUNK: tl.constexpr, GROUP: tl.constexpr,
+                   BRACKET: tl.constexpr, SELECT: tl.constexpr):
+    """Program (j, c): append tokens with ``lo <= key <= hi`` to row j's
+    candidate buffer. With SELECT the row's last program to finish then draws
+    its token (``select_row``); without, ``select_kernel`` does.
 
     Only the 32-token groups whose largest key (``stats_kernel``) reaches
-    ``lo`` are read: the others hold no candidate and nothing above ``hi``,
-    and a masked-off load moves no memory. For top-k that is about k groups
-    of the row, a few hundred bytes each, instead of the whole row.
+    ``lo`` are read: the others hold no candidate and nothing above ``hi``.
+    Without BRACKET (top-k, joint; ``hi = INT_MAX``) program c reads groups
+    ``c * G .. c * G + G - 1`` of the row's list of such groups (``plan_row``;
+    G = CHUNK / GROUP); for top-k 50 that is about 50 groups, so one program
+    a row works and the others return after one load. Reading chunk c and
+    masking off the groups below ``lo`` took as long as reading the whole
+    row (105 µs at B=256 on an H200): every program kept 4096 lanes busy.
+    With BRACKET (top-p alone, the bracket narrowed by the histogram passes)
+    program c reads chunk c's groups that reach ``lo`` and also stores the
+    count and mass (chunk scale) of its tokens above ``hi``, which are kept
+    for sure.
 
     The slot range comes from one atomic add on the row's counter (never a
     wait); slots past CAP are dropped and the counter records the overflow.
-    Candidates are packed as (key << 32) | (2**32 - 1 - index), so one
-    descending sort gives the exact order, ties to the lower index.
+    One pass over at most one chunk's worth of tokens a program.
     """
-    j = tl.program_id(0)
-    c = tl.program_id(1)
+    j, c = tile(C)
     lo = tl.load(plan_ptr + j * 4)
     hi = tl.load(plan_ptr + j * 4 + 1)
     above = tl.zeros([], tl.float32)
     n_above = tl.zeros([], tl.int32)
-    # A chunk whose largest key is below the bracket has nothing to give.
-    if (lo < INT_MAX) & (tl.load(pi_ptr + (j * C + c).to(tl.int64) * NI + 1) >= lo):
-        ok, row_off, _k, _p, _m, greedy, inv_t = request(
-            j, idx_ptr, B, stride_row, t_ptr, 0, t_ptr, 1.0, t_ptr, 0.0, t_ptr, t_val,
-            HAS_INDICES, False, False, False, False, False, False, FROM_LOGITS, T_ROW)
-        cols = c * CHUNK + tl.arange(0, CHUNK)
-        base = (j * C + c).to(tl.int64) * (CHUNK // GROUP)
-        need = tl.load(gm_ptr + base + tl.arange(0, CHUNK) // GROUP) >= lo
-        v, inb = row.load_where(x_ptr, row_off, cols, V, need, FROM_LOGITS)
-        key = row.order_key(v, FROM_LOGITS)
-        pos = row.positive(v, inb, FROM_LOGITS)
-        sel = (pos & (key >= lo) & (key <= hi)).to(tl.int32)
-        n = tl.sum(sel)
-        if n > 0:
-            start = tl.atomic_add(count_ptr + j, n, sem="relaxed")   # as the histogram bins
-            slot = start + tl.cumsum(sel, axis=0) - sel
-            packed = (key.to(tl.int64) << 32) | (0xFFFFFFFF - cols.to(tl.int64))
-            tl.store(cand_ptr + j.to(tl.int64) * CAP + slot, packed, mask=(sel > 0) & (slot < CAP))
-        if BRACKET:
+    if BRACKET:
+        # A chunk whose largest key is below the bracket has nothing to give.
+        if (lo < INT_MAX) & (tl.load(pi_ptr + (j * C + c).to(tl.int64) * NI + 1) >= lo):
+            ok, row_off, _k, _p, _m, greedy, inv_t = request(
+                j, idx_ptr, B, stride_row, t_ptr, 0, t_ptr, 1.0, t_ptr, 0.0, t_ptr, t_val,
+                HAS_INDICES, False, False, False, False, False, False, FROM_LOGITS, T_ROW)
+            cols = c * CHUNK + tl.arange(0, CHUNK)
+            base = (j * C + c).to(tl.int64) * (CHUNK // GROUP)
+            need = tl.load(gm_ptr + base + tl.arange(0, CHUNK) // GROUP) >= lo
+            v, inb = row.load_where(x_ptr, row_off, cols, V, need, FROM_LOGITS)
+            key = row.order_key(v, FROM_LOGITS)
+            pos = row.positive(v, inb, FROM_LOGITS)
+            sel = (pos & (key >= lo) & (key <= hi)).to(tl.int32)
+            n = tl.sum(sel)
+            if n > 0:
+                start = tl.atomic_add(count_ptr + j, n, sem="relaxed")   # as the histogram bins
+                slot = start + tl.cumsum(sel, axis=0) - sel
+                _store_candidates(cand_ptr, j, CAP, key, cols, sel, slot)
             shift, factor = _chunk_scale(pf_ptr, (j * C + c).to(tl.int64), inv_t, FROM_LOGITS)
             above = tl.sum(_local_weight(v, pos & (key > hi), shift, factor, inv_t, FROM_LOGITS))
             n_above = tl.sum((pos & (key > hi)).to(tl.int32))
+    else:
+        G: tl.constexpr = CHUNK // GROUP
+        n_groups = tl.load(plan_ptr + j * 4 + 2)
+        if c * G < n_groups:
+            ok, row_off, _k, _p, _m, greedy, inv_t = request(
+                j, idx_ptr, B, stride_row, t_ptr, 0, t_ptr, 1.0, t_ptr, 0.0, t_ptr, t_val,
+                HAS_INDICES, False, False, False, False, False, False, FROM_LOGITS, T_ROW)
+            s = c * G + tl.arange(0, G)
+            live = s < n_groups
+            group = tl.load(gl_ptr + j.to(tl.int64) * C * G + s, mask=live, other=0)
+            cols = group[:, None] * GROUP + tl.arange(0, GROUP)[None, :]   # [G, GROUP]
+            v, inb = row.load_where(x_ptr, row_off, cols, V, live[:, None], FROM_LOGITS)
+            key = row.order_key(v, FROM_LOGITS)
+            sel = (row.positive(v, inb, FROM_LOGITS) & (key >= lo)).to(tl.int32)
+            per_group = tl.sum(sel, axis=1)
+            n = tl.sum(per_group)
+            if n > 0:
+                start = tl.atomic_add(count_ptr + j, n, sem="relaxed")
+                slot = (start + (tl.cumsum(per_group, axis=0) - per_group)[:, None]
+                        + tl.cumsum(sel, axis=1) - sel)
+                _store_candidates(cand_ptr, j, CAP, key, cols, sel, slot)
     if BRACKET:
         tl.store(above_ptr + (j * C + c).to(tl.int64), above)
         tl.store(n_above_ptr + (j * C + c).to(tl.int64), n_above)
@@ -973,7 +1028,7 @@ def select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
 
 
 @triton.jit(do_not_specialize=_SIZES)
-def plan_kernel(pi_ptr, pf_ptr, gm_ptr, plan_ptr, C, B, idx_ptr, stride_row, k_ptr, k_val,
+def plan_kernel(pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, C, B, idx_ptr, stride_row, k_ptr, k_val,
                 p_ptr, p_val, t_ptr, t_val, st_ptr, HAS_INDICES: tl.constexpr,
                 FROM_LOGITS: tl.constexpr, HAS_K: tl.constexpr, K_ROW: tl.constexpr,
                 HAS_P: tl.constexpr, P_ROW: tl.constexpr, T_ROW: tl.constexpr,
@@ -981,7 +1036,7 @@ def plan_kernel(pi_ptr, pf_ptr, gm_ptr, plan_ptr, C, B, idx_ptr, stride_row, k_p
                 G_PER_CHUNK: tl.constexpr, BRACKET: tl.constexpr, NS: tl.constexpr):
     """``plan_row`` as a launch of its own (one program per output): for
     batches where the GPU, not the host, sets the time (triton/__init__.py)."""
-    plan_row(tl.program_id(0), pi_ptr, pf_ptr, gm_ptr, plan_ptr, C, B, idx_ptr, stride_row,
+    plan_row(tl.program_id(0), pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, C, B, idx_ptr, stride_row,
              k_ptr, k_val, p_ptr, p_val, t_ptr, t_val, st_ptr, HAS_INDICES, FROM_LOGITS, HAS_K,
              K_ROW, HAS_P, P_ROW, T_ROW, JOINT, CP2, GP2, G_PER_CHUNK, BRACKET, NS)
 
