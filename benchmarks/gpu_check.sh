@@ -15,9 +15,10 @@
 # in the same run. SPLIT=1 adds the profile with every per-row step a launch
 # of its own (profile_kernels.py --split; one more file).
 # BENCH="..." adds a bench.py run with those arguments (3 more files: use it
-# with SKIP_SANITIZE=1 to stay within 8). LIMIT=seconds bounds each
-# correctness job (default 480). One call of the device tool holds all of it
-# on a two-GPU kind; on one GPU, run the sanitizers in a second call.
+# with SKIP_SANITIZE=1 to stay within 8; BENCH_LIMIT=seconds bounds it,
+# default 400). LIMIT=seconds bounds each correctness job (default 480).
+# One call of the device tool holds all of it on a two-GPU kind; on one GPU,
+# run the sanitizers in a second call.
 set -uo pipefail
 OUT=${OUT:-gpu-check}
 LIMIT=${LIMIT:-480}
@@ -33,13 +34,16 @@ tmp=$(mktemp -d)
     export CUDA_VISIBLE_DEVICES=$CHECK_GPU
     timeout -s TERM "$LIMIT" python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider \
         -k large_sizes > "$tmp/large.txt" 2>&1 &
-    # The doctor, warm-up and watchdog tests in a job of their own: after the
-    # rest of the suite they were cut off by the limit (seventh session).
+    # The doctor and watchdog tests in a job of their own, and the warm-up
+    # test (it compiles every variant) in another: together, after the rest
+    # of the suite, they were cut off by the limit (seventh and ninth sessions).
     timeout -s TERM "$LIMIT" python3 -m pytest -v -m gpu tests/test_gpu.py -p no:cacheprovider \
         -k "not large_sizes and not doctor and not warmup and not watchdog and not exit" \
         --durations=5 > "$tmp/rest.txt" 2>&1 &
     timeout -s TERM "$LIMIT" python3 -m pytest -v -m gpu tests/test_gpu.py -p no:cacheprovider \
-        -k "doctor or warmup or watchdog or exit" > "$tmp/ops.txt" 2>&1 &
+        -k "doctor or watchdog or exit" > "$tmp/ops.txt" 2>&1 &
+    timeout -s TERM "$LIMIT" python3 -m pytest -v -m gpu tests/test_gpu.py -p no:cacheprovider \
+        -k "warmup" > "$tmp/warmup.txt" 2>&1 &
     timeout -s TERM "$LIMIT" python3 benchmarks/agreement.py --rows 1000000 > "$tmp/agr.txt" 2>&1 &
     # Hostile rows through every sampler under the watchdog (the 10^6-row run is
     # benchmarks/gpu_reliability.sh; this smaller one goes with every kernel change).
@@ -60,7 +64,9 @@ if [ -n "${SPLIT:-}" ]; then
     python3 benchmarks/profile_kernels.py --split 2>&1 | grep -v Warn > "$OUT/kernels_split.txt"
 fi
 if [ -n "${BENCH:-}" ]; then
-    python3 benchmarks/bench.py --out "$OUT/bench" $BENCH 2>&1 | tail -2
+    # Cut off after BENCH_LIMIT seconds, it still writes what it measured.
+    timeout -s TERM "${BENCH_LIMIT:-400}" python3 benchmarks/bench.py --out "$OUT/bench" $BENCH \
+        2>&1 | tail -2
 fi
 if [ -z "${SKIP_SANITIZE:-}" ]; then
     # Every op through the kernels at V=5000 (two chunks of every path; memcheck
@@ -72,8 +78,9 @@ if [ -z "${SKIP_SANITIZE:-}" ]; then
         2>&1 | tail -3 > "$OUT/racecheck.txt"
 fi
 wait "$checks"
-{ grep -v "^$" "$tmp/large.txt" | tail -4; grep -h "PASSED\|FAILED\|ERROR\|passed\|failed\|s call" "$tmp/rest.txt" "$tmp/ops.txt"; } \
-    > "$OUT/gpu_tests.txt"
+{ grep -v "^$" "$tmp/large.txt" | tail -4
+  grep -h "PASSED\|FAILED\|ERROR\|passed\|failed\|s call" "$tmp/rest.txt" "$tmp/ops.txt" \
+      "$tmp/warmup.txt"; } > "$OUT/gpu_tests.txt"
 tail -12 "$tmp/agr.txt" > "$OUT/agreement.txt"
 tail -12 "$tmp/camp.txt" > "$OUT/campaign.txt"
 tail -n +1 "$OUT"/*.txt

@@ -27,14 +27,19 @@ CAP = 4096      # most candidate slots per row in the pruned top-k / top-p path
 GROUP = 32      # tokens per group maximum
 HIST_PASSES = 3    # histogram passes that narrow a top-p bracket before compaction
 HIST_BINS = 256    # bins per histogram pass (128 and 256 measured alike; 512 slower)
-# Top-p alone runs each per-row step (plan, narrow, select) in the last
-# program of the launch before it up to this many outputs, and as a launch
-# of its own above. Measured on an H100 (benchmarks/RESULTS.md, v5), all
-# three fused: at B=16 313 us against 856 (host-bound: 5 launches, not 10);
-# at B=256 1082 against 861 (GPU-bound). Which step costs at B=256 is not
-# measured yet (benchmarks/profile_fusion.py). Top-k and joint always fuse
-# (B=256: 300 us against 345).
-FUSE_ROWS = {"plan": 32, "narrow": 32, "select": 32, "draws": 32}
+# Each per-row step (plan, narrow, select) runs in the last program of the
+# launch before it up to this many outputs, and as a launch of its own above
+# (ROCm: always a launch of its own, see _FUSE_OK). A fused step saves a
+# launch's host time (25-50 us on the H100 machine's CPU), which is what
+# small batches wait for; a step run by the last program of each row ends
+# the launch with a tail, and it raises the launch's registers. Top-k 50 and
+# joint at B=256, V=128256, GPU time on an H200 (benchmarks/RESULTS.md,
+# ninth session): fused 138 and 142 us, split 102 and 102. Split wins there
+# even eagerly (4 launches' host time is about 100-200 us); at B=64 the
+# call is host-bound, and 2 launches beat 4. Top-p alone by histograms
+# (ROCm, or an older path) measured on an H100 (v5), all three fused: at
+# B=16 313 us against 856; at B=256 1082 against 861.
+FUSE_ROWS = {"plan": 128, "narrow": 32, "select": 128, "draws": 32}
 # "draws": top-p by rejection makes round 0's draws in the stats launch's
 # tail up to this many outputs (host-bound: one launch fewer), and in a
 # launch of their own, a program per (output, draw), above (GPU-bound: 333
@@ -171,12 +176,11 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
         wf.ab = torch.empty(nc * (HIST_PASSES + 1), dtype=torch.float32, device=dev)
         wf.above = wf.ab[nc * HIST_PASSES:]
     hist = dict(NS=HIST_PASSES, NB=HIST_BINS)
-    grid = (n * n_chunks,)   # chunked.tile: a row's chunks consecutive
+    grid = (n, n_chunks)
     common = (x, x.stride(0), vocab, batch, n_chunks, idx)
     fk = dict(HAS_K=call.top_k is not None, K_ROW=k_row, HAS_P=call.top_p is not None,
               P_ROW=p_row, JOINT=call.joint, CP2=cp2)
-    fuse = {step: _FUSE_OK and filtered and (not bracket or n <= rows)
-            for step, rows in FUSE_ROWS.items()}
+    fuse = {step: _FUSE_OK and filtered and n <= rows for step, rows in FUSE_ROWS.items()}
     if call.top_p is not None and call.top_k is None and call.min_p is None and _FUSE_OK:
         return _sample_top_p(call, x, out, valid, common, grid, seeds, p_ptr, p_val, p_row,
                              t_ptr, t_val, fk, flags, chunk, cp2, warps)
@@ -256,7 +260,7 @@ def _sample_top_p(call, x, out, valid, common, grid, seeds, p_ptr, p_val, p_row,
     round 0 is read twice."""
     n = call.num_outputs
     dev = x.device
-    nc = grid[0]
+    nc = n * grid[1]
     part_i = torch.empty(nc * 6, dtype=torch.int32, device=dev)
     part_f = torch.empty(nc * 3, dtype=torch.float32, device=dev)
     # Zeroed per call: one arrival counter per row for each launch.

@@ -22,7 +22,7 @@ import triton.language as tl
 
 from . import row
 from .chunked import (NI, _SIZES, _chunk_scale, _local_weight, _to_row_scale, arrive,
-                      combine_stats, request, tile)
+                      combine_stats, request)
 
 
 @triton.jit
@@ -173,7 +173,8 @@ def hist_kernel(x_ptr, stride_row, V, B, C, idx_ptr, p_ptr, p_val, t_ptr, t_val,
     read. With NARROW the row's last program to finish narrows the bracket
     (``narrow_row``, O(NB) work); without, ``narrow_kernel`` does.
     """
-    j, c = tile(C)
+    j = tl.program_id(0)
+    c = tl.program_id(1)
     at = (j * NS + k).to(tl.int64)
     lo = tl.load(st_ptr + at * 4)
     hi = tl.load(st_ptr + at * 4 + 1)

@@ -1,5 +1,4 @@
-"""Kernels that split every row across programs (outputs x chunks programs,
-a row's chunks consecutive in one grid dimension: ``tile``).
+"""Kernels that split every row across programs (grid: outputs x chunks).
 
 A row of V tokens is cut into ``C = cdiv(V, CHUNK)`` chunks; each program
 reads one chunk once and writes a few numbers to a workspace; the next launch
@@ -192,18 +191,6 @@ def race_in_chunk(x_ptr, row_off, V, chunk, keep_floor, t, last, seed, offset, s
 
 
 @triton.jit
-def tile(C):
-    """(output j, chunk c) of this program of a one-dimensional grid of
-    outputs x C programs, a row's chunks consecutive. Programs start in
-    launch order, so a row's programs finish close together and its tail
-    (the next step, run by the last to ``arrive``) overlaps other rows' reads;
-    with a (rows, chunks) grid every row's last chunk is in the launch's last
-    wave, and so are all the tails."""
-    pid = tl.program_id(0)
-    return pid // C, pid % C
-
-
-@triton.jit
 def arrive(counter_ptr, C):
     """Whether this program is the last of its row's ``C`` programs to get
     here (``counter_ptr``, zeroed before the launch, counts them).
@@ -236,7 +223,8 @@ def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_p
     (top-k, top-p), the row's last program to finish then plans its
     candidates (``plan_row``), or with REJECT (top-p alone) makes the first
     round of draws (``first_draws``)."""
-    j, c = tile(C)
+    j = tl.program_id(0)
+    c = tl.program_id(1)
     ok, row_off, _k, _p, _m, greedy, inv_t = request(
         j, idx_ptr, B, stride_row, t_ptr, 0, t_ptr, 1.0, t_ptr, 0.0, t_ptr, t_val,
         HAS_INDICES, False, False, False, False, False, False, FROM_LOGITS, T_ROW)
@@ -361,7 +349,8 @@ def min_p_mass_kernel(x_ptr, stride_row, V, B, C, idx_ptr, mp_ptr, mp_val, t_ptr
     """Chunk (j, c): the mass of its tokens that pass min-p (the row's threshold),
     in the chunk's own scale. A chunk whose maximum is below the threshold
     stores 0 without reading its tokens."""
-    j, c = tile(C)
+    j = tl.program_id(0)
+    c = tl.program_id(1)
     ok, row_off, _k, _p, mp, greedy, inv_t = request(
         j, idx_ptr, B, stride_row, mp_ptr, 0, mp_ptr, 1.0, mp_ptr, mp_val, t_ptr, t_val,
         HAS_INDICES, False, False, False, False, True, MINP_ROW, FROM_LOGITS, T_ROW)
@@ -516,7 +505,8 @@ def check_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr,
     state arrives rather than after it (an invalid or greedy row's chunk is
     read for nothing): a program waits on one round trip to memory, not three.
     The row's last program to finish then decides (``decide_round``)."""
-    j, c = tile(C)
+    j = tl.program_id(0)
+    c = tl.program_id(1)
     cols = c * CHUNK + tl.arange(0, CHUNK)
     at = draws_ptr + j * 2 * DRAWS + tl.arange(0, DRAWS)
     if FIRST:
@@ -791,7 +781,8 @@ def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, gm_ptr, 
     wait); slots past CAP are dropped and the counter records the overflow.
     One pass over at most one chunk's worth of tokens a program.
     """
-    j, c = tile(C)
+    j = tl.program_id(0)
+    c = tl.program_id(1)
     lo = tl.load(plan_ptr + j * 4)
     hi = tl.load(plan_ptr + j * 4 + 1)
     above = tl.zeros([], tl.float32)
