@@ -277,8 +277,10 @@ def test_top_p_rejection_rounds_match_reference(vocab, form, monkeypatch):
     rounds and the final race decide many of them, and ordinary rows decided
     in round 0; every token matches. Chunk-parallel with round 0's draws in
     the stats launch's tail or in their own launch (every stage taken), and
-    the single-program ``reject_row`` that ROCm's rows take. The tail over
-    several chunks costs 85 s here; ordinary multi-chunk rows take it in
+    the single-program ``reject_row`` that ROCm's rows take. Rounds after
+    the first read 2 chunks a program here, so a 3-chunk row has a program
+    with a full span and one with a partial span. The tail over several
+    chunks costs 85 s here; ordinary multi-chunk rows take it in
     test_samplers_match_reference, and test_gpu compares the forms bitwise."""
     import tokensampler.triton as tt
     seen = []
@@ -286,6 +288,7 @@ def test_top_p_rejection_rounds_match_reference(vocab, form, monkeypatch):
     draws = (1 << 30) if form == "tail" else 0
     monkeypatch.setattr(tt, "FUSE_ROWS", {**tt.FUSE_ROWS, "draws": draws})
     monkeypatch.setattr(tt, "_FUSE_OK", form != "single")
+    monkeypatch.setattr(tt, "CHECK_SPAN", 2)
     batch = 48 if vocab < 4096 else 24    # the interpreter races 9000-token rows slowly
     x = torch.ones(batch, vocab)
     x[:, 0] = 2.0

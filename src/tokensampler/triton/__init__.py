@@ -51,6 +51,9 @@ FUSE_ROWS = {"plan": 128, "narrow": 32, "select": 128, "draws": 32}
 # waiting for its own stores, so on ROCm every step runs as a launch of its
 # own until this is checked on MI hardware (independent review, fifth session).
 _FUSE_OK = torch.version.hip is None
+# Rounds after the first of top-p's rejection check (few rows still open):
+# chunks a program reads, one after another (chunked.check_kernel).
+CHECK_SPAN = 4
 # Tests and benchmarks/bracket_stats.py set this to look at a call's
 # workspaces (candidate counts, bracket states) after its launches.
 inspect = None
@@ -287,10 +290,11 @@ def _sample_top_p(call, x, out, valid, common, grid, seeds, p_ptr, p_val, p_row,
     # Four programs an SM: the decision tail (rare past round 0) spills.
     regs = _reg_cap(x, 4, warps)
     for k in range(ROUNDS):
-        launch(chunked.check_kernel, grid,
+        span = 1 if k == 0 else CHECK_SPAN
+        launch(chunked.check_kernel, (n, -(-grid[1] // span)),
                *common, part_i, part_f, draws, state, sums, arrived[(1 + k) * n:], k, *seeds,
                out, valid, p_ptr, p_val, t_ptr, t_val, P_ROW=p_row, CP2=cp2, CHUNK=chunk,
-               BLOCK=_block(x.shape[1]), DRAWS=DRAWS, ROUNDS=ROUNDS, FIRST=k == 0,
+               BLOCK=_block(x.shape[1]), DRAWS=DRAWS, ROUNDS=ROUNDS, FIRST=k == 0, SPAN=span,
                num_warps=warps, **stream, **flags, **regs)
     if inspect is not None:
         inspect(SimpleNamespace(n=n, reject=True, state=state))

@@ -496,20 +496,26 @@ def check_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr,
                  FROM_LOGITS: tl.constexpr, P_ROW: tl.constexpr, T_ROW: tl.constexpr,
                  STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr, CHUNK: tl.constexpr,
                  BLOCK: tl.constexpr, DRAWS: tl.constexpr, ROUNDS: tl.constexpr,
-                 FIRST: tl.constexpr):
-    """Round k of top-p alone, chunk (j, c): for each of the row's DRAWS
-    draws, the mass (chunk scale) of the chunk's tokens before it in the
-    order (docs/semantics.md section 3). One read of the chunk; rows decided
-    in an earlier round read nothing. In round 0 (FIRST) nearly every row is
-    open, so the chunk, the draws and their keys are loaded before the row's
-    state arrives rather than after it (an invalid or greedy row's chunk is
-    read for nothing): a program waits on one round trip to memory, not three.
-    The row's last program to finish then decides (``decide_round``)."""
+                 FIRST: tl.constexpr, SPAN: tl.constexpr):
+    """Round k of top-p alone, chunks ``c * SPAN .. c * SPAN + SPAN - 1`` of
+    output j: for each of the row's DRAWS draws, the mass (chunk scale) of
+    each chunk's tokens before it in the order (docs/semantics.md section 3).
+    One read of the row's chunks; rows decided in an earlier round read
+    nothing. The row's last program to finish then decides (``decide_round``).
+
+    Round 0 (FIRST, SPAN = 1): nearly every row is open, so the chunk, the
+    draws and their keys are loaded before the row's state arrives rather
+    than after it (an invalid or greedy row's chunk is read for nothing): a
+    program waits on one round trip to memory, not three. Later rounds: few
+    rows are open, and most programs only read the state and return; a
+    program covers SPAN chunks one after another, so the launch has SPAN
+    times fewer of them (B=256, V=128256 on an H200: a launch of one program
+    a chunk took 7 µs with nearly every row decided)."""
     j = tl.program_id(0)
     c = tl.program_id(1)
-    cols = c * CHUNK + tl.arange(0, CHUNK)
     at = draws_ptr + j * 2 * DRAWS + tl.arange(0, DRAWS)
     if FIRST:
+        cols = c * CHUNK + tl.arange(0, CHUNK)
         ok, row_off, _k, p, _m, greedy, inv_t = request(
             j, idx_ptr, B, stride_row, p_ptr, 0, p_ptr, p_val, p_ptr, 0.0, t_ptr, t_val,
             HAS_INDICES, False, False, True, P_ROW, False, False, FROM_LOGITS, T_ROW)
@@ -518,28 +524,33 @@ def check_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr,
         dkey = tl.load(at + DRAWS)
         if tl.load(st_ptr + j) == k:
             _check_chunk(j, c, k, v, inb, cols, d, dkey, row_off, p, inv_t, x_ptr, V, C,
-                         pi_ptr, pf_ptr,
-                         draws_ptr, st_ptr, part_ptr, arrived_ptr, seed_ptr, seed_step, off_ptr,
-                         off_step, out_ptr, valid_ptr, FROM_LOGITS, STREAM_IS_POS, CP2, CHUNK,
-                         BLOCK, DRAWS, ROUNDS)
+                         pi_ptr, pf_ptr, draws_ptr, st_ptr, part_ptr, arrived_ptr, seed_ptr,
+                         seed_step, off_ptr, off_step, out_ptr, valid_ptr, FROM_LOGITS,
+                         STREAM_IS_POS, CP2, CHUNK, BLOCK, DRAWS, ROUNDS)
     else:
         if tl.load(st_ptr + j) == k:
             ok, row_off, _k, p, _m, greedy, inv_t = request(
                 j, idx_ptr, B, stride_row, p_ptr, 0, p_ptr, p_val, p_ptr, 0.0, t_ptr, t_val,
                 HAS_INDICES, False, False, True, P_ROW, False, False, FROM_LOGITS, T_ROW)
-            v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
-            _check_chunk(j, c, k, v, inb, cols, tl.load(at), tl.load(at + DRAWS), row_off, p,
-                         inv_t, x_ptr, V, C, pi_ptr, pf_ptr,
-                         draws_ptr, st_ptr, part_ptr, arrived_ptr, seed_ptr, seed_step, off_ptr,
-                         off_step, out_ptr, valid_ptr, FROM_LOGITS, STREAM_IS_POS, CP2, CHUNK,
-                         BLOCK, DRAWS, ROUNDS)
+            d = tl.load(at)
+            dkey = tl.load(at + DRAWS)
+            # The row's last chunk to arrive is the last of its program's
+            # span, so no program goes on after the row is decided.
+            for i in range(SPAN):
+                cc = c * SPAN + i
+                if cc < C:
+                    cols = cc * CHUNK + tl.arange(0, CHUNK)
+                    v, inb = row.load(x_ptr, row_off, cols, V, FROM_LOGITS)
+                    _check_chunk(j, cc, k, v, inb, cols, d, dkey, row_off, p, inv_t, x_ptr, V,
+                                 C, pi_ptr, pf_ptr, draws_ptr, st_ptr, part_ptr, arrived_ptr,
+                                 seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr,
+                                 FROM_LOGITS, STREAM_IS_POS, CP2, CHUNK, BLOCK, DRAWS, ROUNDS)
 
 
 @triton.jit
 def _check_chunk(j, c, k, v, inb, cols, draws, draw_keys, row_off, p, inv_t, x_ptr, V, C,
-                 pi_ptr, pf_ptr,
-                 draws_ptr, st_ptr, part_ptr, arrived_ptr, seed_ptr, seed_step, off_ptr,
-                 off_step, out_ptr, valid_ptr, FROM_LOGITS: tl.constexpr,
+                 pi_ptr, pf_ptr, draws_ptr, st_ptr, part_ptr, arrived_ptr, seed_ptr, seed_step,
+                 off_ptr, off_step, out_ptr, valid_ptr, FROM_LOGITS: tl.constexpr,
                  STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr, CHUNK: tl.constexpr,
                  BLOCK: tl.constexpr, DRAWS: tl.constexpr, ROUNDS: tl.constexpr):
     """``check_kernel``'s work on its loaded chunk ``v`` of an open row, given
