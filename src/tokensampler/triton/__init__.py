@@ -32,14 +32,16 @@ HIST_BINS = 256    # bins per histogram pass (128 and 256 measured alike; 512 sl
 # (ROCm: always a launch of its own, see _FUSE_OK). A fused step saves a
 # launch's host time (25-50 us on the H100 machine's CPU), which is what
 # small batches wait for; a step run by the last program of each row ends
-# the launch with a tail, and it raises the launch's registers. Top-k 50 and
-# joint at B=256, V=128256, GPU time on an H200 (benchmarks/RESULTS.md,
-# ninth session): fused 138 and 142 us, split 102 and 102. Split wins there
-# even eagerly (4 launches' host time is about 100-200 us); at B=64 the
-# call is host-bound, and 2 launches beat 4. Top-p alone by histograms
-# (ROCm, or an older path) measured on an H100 (v5), all three fused: at
-# B=16 313 us against 856; at B=256 1082 against 861.
-FUSE_ROWS = {"plan": 128, "narrow": 32, "select": 128, "draws": 32}
+# the launch with a tail, and it raises the launch's registers. Top-k 50 on
+# an H200, V=128256 (benchmarks/RESULTS.md, ninth session): GPU time fused
+# 138 us at B=256 and 452 at B=1024, split 95 and 346; but called eagerly,
+# split took 241 us at B=256 (host-bound: 4 launches), and fused took 197 at
+# B=64, where the GPU needs far less. So up to B=256 the fused form should be
+# the faster eagerly (not measured there this session), and above it the
+# GPU time decides. Under CUDA-graph replay the split form is the faster at
+# any batch. Top-p alone by histograms (ROCm) measured on an H100 (v5), all
+# three fused: at B=16 313 us against 856; at B=256 1082 against 861.
+FUSE_ROWS = {"plan": 256, "narrow": 32, "select": 256, "draws": 32}
 # "draws": top-p by rejection makes round 0's draws in the stats launch's
 # tail up to this many outputs (host-bound: one launch fewer), and in a
 # launch of their own, a program per (output, draw), above (GPU-bound: 333
@@ -142,6 +144,14 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     seeds = (call.seed, int(call.seed.shape[0] > 1), call.offset, int(call.offset.shape[0] > 1))
     flags = dict(HAS_INDICES=call.indices is not None, FROM_LOGITS=call.from_logits, T_ROW=t_row)
     stream = dict(STREAM_IS_POS=not call.seed_per_output)
+    grid = (n, n_chunks)
+    common = (x, x.stride(0), vocab, batch, n_chunks, idx)
+    fk = dict(HAS_K=call.top_k is not None, K_ROW=k_row, HAS_P=call.top_p is not None,
+              P_ROW=p_row, JOINT=call.joint, CP2=cp2)
+    if call.top_p is not None and call.top_k is None and call.min_p is None and _FUSE_OK:
+        # (before the workspaces below: this path allocates its own)
+        return _sample_top_p(call, x, out, valid, common, grid, seeds, p_ptr, p_val, p_row,
+                             t_ptr, t_val, fk, flags, chunk, cp2, warps)
     filtered = call.top_k is not None or call.top_p is not None
     cap = min(CAP, max(16, _pow2(vocab)))  # V <= cap never overflows
     # Top-p alone keeps too many tokens to sort them all: a bracket around its
@@ -179,14 +189,7 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
         wf.ab = torch.empty(nc * (HIST_PASSES + 1), dtype=torch.float32, device=dev)
         wf.above = wf.ab[nc * HIST_PASSES:]
     hist = dict(NS=HIST_PASSES, NB=HIST_BINS)
-    grid = (n, n_chunks)
-    common = (x, x.stride(0), vocab, batch, n_chunks, idx)
-    fk = dict(HAS_K=call.top_k is not None, K_ROW=k_row, HAS_P=call.top_p is not None,
-              P_ROW=p_row, JOINT=call.joint, CP2=cp2)
     fuse = {step: _FUSE_OK and filtered and n <= rows for step, rows in FUSE_ROWS.items()}
-    if call.top_p is not None and call.top_k is None and call.min_p is None and _FUSE_OK:
-        return _sample_top_p(call, x, out, valid, common, grid, seeds, p_ptr, p_val, p_row,
-                             t_ptr, t_val, fk, flags, chunk, cp2, warps)
     # Top-k and joint: plan_row and select_row are the rare-heavy tails of
     # these two launches (three programs an SM, seventh session).
     regs = _reg_cap(x, 3, warps) if filtered and not bracket else {}
