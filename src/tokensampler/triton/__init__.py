@@ -33,14 +33,15 @@ HIST_BINS = 256    # bins per histogram pass (128 and 256 measured alike; 512 sl
 # launch's host time (25-50 us on the H100 machine's CPU), which is what
 # small batches wait for; a step run by the last program of each row ends
 # the launch with a tail, and it raises the launch's registers. Top-k 50 on
-# an H200, V=128256 (benchmarks/RESULTS.md, ninth session): GPU time fused
-# 138 us at B=256 and 452 at B=1024, split 95 and 346; but called eagerly,
-# split took 241 us at B=256 (host-bound: 4 launches), and fused took 197 at
-# B=64, where the GPU needs far less. So up to B=256 the fused form should be
-# the faster eagerly (not measured there this session), and above it the
-# GPU time decides. Under CUDA-graph replay the split form is the faster at
-# any batch. Top-p alone by histograms (ROCm) measured on an H100 (v5), all
-# three fused: at B=16 313 us against 856; at B=256 1082 against 861.
+# an H200, V=128256 (benchmarks/RESULTS.md, ninth session): GPU time split
+# 95 us at B=256 and 346 at B=1024; fused about 138 and 452 (measured with a
+# grid order since reverted); but called eagerly, split took 241 us at B=256
+# (host-bound: 4 launches), and fused took 197 at B=64, where the GPU needs
+# far less. So up to B=256 the fused form should be the faster eagerly (not
+# measured there this session), and above it the GPU time decides. Under
+# CUDA-graph replay the split form is the faster at any batch. Top-p alone
+# by histograms (now ROCm's path) measured on an H100 (v5), all three
+# fused: at B=16 313 us against 856; at B=256 1082 against 861.
 FUSE_ROWS = {"plan": 256, "narrow": 32, "select": 256, "draws": 32}
 # "draws": top-p by rejection makes round 0's draws in the stats launch's
 # tail up to this many outputs (host-bound: one launch fewer), and in a
