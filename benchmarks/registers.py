@@ -44,6 +44,8 @@ KERNELS = {
                                                     HAS_P=True, JOINT=True, GP2=8192)),
     "check": (chunked.check_kernel, dict(ROW, P_ROW=False, CHUNK=4096, BLOCK=1024, DRAWS=4,
                                          ROUNDS=3, FIRST=True, SPAN=1)),
+    "check_later": (chunked.check_kernel, dict(ROW, P_ROW=False, CHUNK=4096, BLOCK=1024,
+                                               DRAWS=4, ROUNDS=3, FIRST=False, SPAN=4)),
     "compact_select": (chunked.compact_kernel, dict(ROW, HAS_K=True, K_ROW=False, HAS_P=True,
                                                     P_ROW=False, HAS_MINP=False, MINP_ROW=False,
                                                     JOINT=True, CAP=4096, BLOCK=1024,

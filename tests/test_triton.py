@@ -474,9 +474,9 @@ def test_compact_reads_every_listed_group(monkeypatch):
     """Top-k's candidates come from plan_row's list of the groups whose
     maximum reaches the bound, a slice of G = 128 groups a compact program:
     the list is those groups in order, and every positive token at or above
-    the bound is counted as a candidate, whether the list takes one slice or
-    two (9000 tokens, 282 groups; k groups reach the bound, so k = 3, 200,
-    and 150 in a row whose last 63 groups hold no weight)."""
+    the bound is a candidate, once, with its own key, whether the list takes
+    one slice or two (9000 tokens, 282 groups; k groups reach the bound, so
+    k = 3, 200, and 150 in a row whose last 63 groups hold no weight)."""
     import tokensampler.triton as tt
     seen = []
     monkeypatch.setattr(tt, "inspect", seen.append)
@@ -495,8 +495,12 @@ def test_compact_reads_every_listed_group(monkeypatch):
         bound, n_groups = plan[j, 0].item(), plan[j, 2].item()
         want = (gm[j] >= bound).nonzero().flatten().to(torch.int32)
         assert torch.equal(lists[j, :n_groups], want), j
-        above = ((key[j] >= bound) & (x[j] > 0)).sum().item()
-        assert above >= k[j].item()
-        assert ws.count[j].item() == above, (j, ws.count[j].item(), above)
+        above = ((key[j] >= bound) & (x[j] > 0)).nonzero().flatten()
+        assert len(above) >= k[j].item()
+        assert ws.count[j].item() == len(above) <= ws.cap, (j, ws.count[j].item(), len(above))
+        packed = ws.cand.cpu().view(3, ws.cap)[j, :len(above)]
+        index = 0xFFFFFFFF - (packed & 0xFFFFFFFF)
+        assert torch.equal(index.sort().values, above), j
+        assert torch.equal(packed >> 32, key[j, index].long()), j
         slices.append(-(-n_groups // 128))
     assert slices == [1, 2, 2], slices

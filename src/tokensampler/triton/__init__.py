@@ -114,9 +114,10 @@ def _chunk(vocab: int) -> int:
 
 
 def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
-    """Route by filter: plain (1 read), min-p (2 reads), top-p alone (3 to
-    2 + HIST_PASSES reads: rows one histogram pass narrows enough skip the
-    others), top-k and joint (2 reads + candidates).
+    """Route by filter: plain (1 read), min-p (2 reads), top-p alone (by
+    rejection, 2 reads for most rows; on ROCm by histograms, 3 to
+    2 + HIST_PASSES reads), top-k and joint (1 read + the groups holding
+    candidates).
 
     Workspaces are sized by shapes alone, so the call can be graph-captured.
     """
@@ -159,9 +160,11 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     # threshold is narrowed first, and the tokens above it are only summed.
     bracket = call.top_k is None and call.min_p is None and vocab > cap
     g_per_chunk = chunk // GROUP
-    # plan_row's bisections run over every group maximum of a row: sized to
-    # the row (V=128256: 4096 lanes, not cp2's 8192).
-    gp2 = _pow2(n_chunks) * g_per_chunk
+    # plan_row's bisections run over every group maximum of a row, in lanes
+    # of the size class (one compiled variant for every V up to 262144, as
+    # warmup promises; a row-sized count, 4096 lanes at V=128256, would
+    # compile a variant per power of two of chunks).
+    gp2 = cp2 * g_per_chunk
     nc = n * n_chunks
     wi = SimpleNamespace(part=torch.empty(nc * 6, dtype=torch.int32, device=dev))
     wf = SimpleNamespace(part=torch.empty(nc * 3, dtype=torch.float32, device=dev))
@@ -177,6 +180,7 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
         wi.hist = zeroed[(3 + HIST_PASSES) * n:]
         wi.gm = torch.empty(nc * g_per_chunk, dtype=torch.int32, device=dev)
         wi.plan = torch.empty(n * 4, dtype=torch.int32, device=dev)
+    if filtered and not bracket:
         # Top-k and joint: each row's list of the groups holding candidates.
         wi.gl = torch.empty(nc * g_per_chunk, dtype=torch.int32, device=dev)
     if call.min_p is not None:
@@ -253,7 +257,7 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
             passes = ((st[..., 0] < st[..., 1]) & (st[..., 2] > cap)).sum(1)
         inspect(SimpleNamespace(n=n, cap=cap, bracket=bracket, count=wi.count, st=wi.st,
                                 passes=passes, part_i=wi.part, part_f=wf.part, gm=wi.gm,
-                                plan=wi.plan, gl=wi.gl))
+                                plan=wi.plan, gl=wi.gl, cand=cand))
     return out, valid
 
 

@@ -15,7 +15,8 @@ min-p (2 reads plus one chunk, 3 launches):
     ``stats_kernel``, then ``min_p_mass_kernel`` (kept mass per chunk, given
     the row's threshold; chunks whose maximum is below it are not read),
     then ``final_kernel``.
-top-k / top-p / both (1 read plus the groups holding candidates, 2 launches):
+top-k / top-p / both (1 read plus the groups holding candidates, 2 launches;
+4 above FUSE_ROWS outputs):
     ``stats_kernel(WITH_GM, PLAN)`` also stores each 32-token group's largest
     key, and the last of a row's programs to finish runs ``plan_row``: it
     bisects over those group maxima for a key ``L`` that every kept token
@@ -68,11 +69,12 @@ Per-row steps run in the last program of the row to finish the launch
 before them (``arrive``: an atomic counter, zeroed per call; nothing waits
 for anything). Each launch costs 25-50 us of host time on the H100 machine's
 CPU, whatever the batch (benchmarks/launch_cost.py), so small batches are
-bound by the number of launches. Top-p fuses its steps only up to
-``FUSE_ROWS`` outputs (triton/__init__.py; fused it was slower at B=256) and
-above that launches ``plan_kernel``, ``narrow_kernel`` after each pass and
-``select_kernel`` (2 + 2 * HIST_PASSES + 2 launches); on ROCm every step is
-a launch of its own (docs/reliability.md, section 5).
+bound by the number of launches. Top-k and joint fuse ``plan_row`` and
+``select_row`` only up to ``FUSE_ROWS`` outputs (triton/__init__.py; above,
+the GPU time decides, and the tails cost more than two launches) and above
+that launch ``plan_kernel`` and ``select_kernel`` (4 launches); on ROCm every
+step is a launch of its own (docs/reliability.md, section 5), and so the
+histogram bracket of top-p alone takes 2 + 2 * HIST_PASSES + 2 launches.
 
 Combining chunk partials costs each program ``C <= 64`` loads; bisection is
 32 fixed steps over at most V/32 group maxima.
