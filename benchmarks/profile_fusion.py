@@ -1,17 +1,26 @@
-"""Which per-row steps of top-p should run at the end of the launch before
-them (fused) and which as launches of their own, by batch size.
+"""Which per-row steps should run at the end of the launch before them (fused)
+and which as launches of their own, by batch size: the numbers that set
+``tokensampler.triton.FUSE_ROWS``.
 
-For top-p 0.9 on N(0, 1) probs at V=128256 and each batch size, every
-configuration of ``tokensampler.triton.FUSE_ROWS`` (plan, narrow, select:
-fused or separate) is timed end to end (median of CUDA events,
-``triton.testing.do_bench``), with the GPU time of each kernel from
-torch.profiler. All in one run on one card, so the numbers compare.
+A fused step saves a launch's host time; a separate one spares the launch
+before it a tail (and its registers). Eagerly, small batches wait for the
+host; large ones for the GPU. For each op and batch on N(0, 1) inputs at
+V=128256, every configuration is timed end to end (median of CUDA events,
+``triton.testing.do_bench``: what an eager caller sees), with the GPU time
+of each kernel from torch.profiler. All in one run on one card, so the
+numbers compare.
 
-Historical (fifth session): since the seventh, top-p alone on CUDA draws by
-rejection and these steps serve only the histogram-bracket path (ROCm), so
-on CUDA every configuration now times the same code.
+* top-k 50 (probs) and joint top-k 50 + top-p 0.9 (logits): ``plan`` and
+  ``select`` fused or separate (4 configurations);
+* top-p 0.9 alone (probs): round 0's ``draws`` in the stats launch's tail or
+  in ``draw_kernel``.
 
-    python benchmarks/profile_fusion.py [--batch 16 64 256]
+The histogram steps (``narrow``) serve only ROCm's top-p path, where no step
+fuses. Ninth session's reading (benchmarks/RESULTS.md): top-k 50 at B=256 on
+an H200 took 241 µs eagerly split (GPU 95) and, fused, 197 µs at B=64; the
+fused form at B=256 and both forms at 128 and 512 are what this measures.
+
+    python benchmarks/profile_fusion.py [--batch 64 128 256 512 1024]
 """
 import argparse
 import itertools
@@ -24,7 +33,7 @@ from torch.profiler import ProfilerActivity, profile
 import tokensampler as ts
 import tokensampler.triton as tt
 
-STEPS = ("plan", "narrow", "select")
+ON, OFF = 1 << 30, 0   # FUSE_ROWS values: fused at any batch, or never
 
 
 def kernel_times(fn, reps=5):
@@ -41,27 +50,45 @@ def kernel_times(fn, reps=5):
     return per
 
 
+def configurations():
+    """(op name, FUSE_ROWS overrides, label) for every configuration timed."""
+    for op in ("top_k_50", "joint_logits"):
+        for plan, select in itertools.product((True, False), repeat=2):
+            label = "+".join(s for s, f in (("plan", plan), ("select", select)) if f) or "split"
+            yield op, {"plan": ON if plan else OFF, "select": ON if select else OFF}, label
+    for tail in (True, False):
+        yield "top_p_0.9", {"draws": ON if tail else OFF}, "draws in tail" if tail else "draw_kernel"
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--batch", type=int, nargs="*", default=[16, 64, 256])
+    ap.add_argument("--batch", type=int, nargs="*", default=[64, 128, 256, 512, 1024])
     ap.add_argument("--vocab", type=int, default=128256)
     args = ap.parse_args()
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}")
     saved = dict(tt.FUSE_ROWS)
     for batch in args.batch:
         g = torch.Generator(device="cuda").manual_seed(batch)
-        x = torch.softmax(torch.randn(batch, args.vocab, device="cuda", generator=g), 1)
+        logits = torch.randn(batch, args.vocab, device="cuda", generator=g)
+        probs = torch.softmax(logits, 1)
         seed = torch.tensor([1], device="cuda")
-        fn = lambda: ts.top_p_sampling_from_probs(x, 0.9, seed=seed, offset=seed)  # noqa: E731
-        for fused in itertools.product((False, True), repeat=3):
-            tt.FUSE_ROWS = {**saved, **{s: (1 << 30) if f else 0 for s, f in zip(STEPS, fused)}}
-            us = triton.testing.do_bench(fn, warmup=25, rep=200) * 1e3
-            per = kernel_times(fn)
-            label = "+".join(s for s, f in zip(STEPS, fused) if f) or "separate"
-            parts = ", ".join(f"{k} {v:.0f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1]))
-            print(f"B={batch:5d} {label:20s} {us:8.1f} us | GPU {sum(per.values()):7.1f}: {parts}",
-                  flush=True)
-    tt.FUSE_ROWS = saved
+        ops = {"top_k_50": lambda: ts.top_k_sampling_from_probs(probs, 50, seed=seed, offset=seed),
+               "joint_logits": lambda: ts.top_k_top_p_sampling_from_logits(
+                   logits, 50, 0.9, seed=seed, offset=seed),
+               "top_p_0.9": lambda: ts.top_p_sampling_from_probs(probs, 0.9, seed=seed,
+                                                                  offset=seed)}
+        try:
+            for op, rows, label in configurations():
+                tt.FUSE_ROWS = {**saved, **rows}
+                fn = ops[op]
+                us = triton.testing.do_bench(fn, warmup=25, rep=200) * 1e3
+                per = kernel_times(fn)
+                parts = ", ".join(f"{k} {v:.0f}"
+                                  for k, v in sorted(per.items(), key=lambda kv: -kv[1]))
+                print(f"B={batch:5d} {op:13s} {label:14s} eager {us:7.1f} us | "
+                      f"GPU {sum(per.values()):7.1f}: {parts}", flush=True)
+        finally:
+            tt.FUSE_ROWS = saved
 
 
 if __name__ == "__main__":

@@ -38,10 +38,11 @@ HIST_BINS = 256    # bins per histogram pass (128 and 256 measured alike; 512 sl
 # grid order since reverted); but called eagerly, split took 241 us at B=256
 # (host-bound: 4 launches), and fused took 197 at B=64, where the GPU needs
 # far less. So up to B=256 the fused form should be the faster eagerly (not
-# measured there this session), and above it the GPU time decides. Under
-# CUDA-graph replay the split form is the faster at any batch. Top-p alone
-# by histograms (now ROCm's path) measured on an H100 (v5), all three
-# fused: at B=16 313 us against 856; at B=256 1082 against 861.
+# measured there: benchmarks/profile_fusion.py), and above it the GPU time
+# decides. Under CUDA-graph replay the split form is the faster at any
+# batch. Top-p alone by histograms (now ROCm's path) measured on an H100
+# (v5), all three fused: at B=16 313 us against 856; at B=256 1082 against
+# 861.
 FUSE_ROWS = {"plan": 256, "narrow": 32, "select": 256, "draws": 32}
 # "draws": top-p by rejection makes round 0's draws in the stats launch's
 # tail up to this many outputs (host-bound: one launch fewer), and in a
