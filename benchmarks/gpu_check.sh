@@ -41,7 +41,7 @@ tmp=$(mktemp -d)
         -k "not large_sizes and not doctor and not warmup and not watchdog and not exit" \
         --durations=5 > "$tmp/rest.txt" 2>&1 &
     timeout -s TERM "$LIMIT" python3 -m pytest -v -m gpu tests/test_gpu.py -p no:cacheprovider \
-        -k "doctor or watchdog or exit" > "$tmp/ops.txt" 2>&1 &
+        -k "(doctor or watchdog or exit) and not warmup" > "$tmp/ops.txt" 2>&1 &
     timeout -s TERM "$LIMIT" python3 -m pytest -v -m gpu tests/test_gpu.py -p no:cacheprovider \
         -k "warmup" > "$tmp/warmup.txt" 2>&1 &
     timeout -s TERM "$LIMIT" python3 benchmarks/agreement.py --rows 1000000 > "$tmp/agr.txt" 2>&1 &
