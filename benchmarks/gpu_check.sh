@@ -13,7 +13,8 @@
 # BASE="folder ..." adds the per-kernel profile of the src/ under each folder
 # (one more file each, kernels_<folder>.txt), to compare a branch with main
 # in the same run. SPLIT=1 adds the profile with every per-row step a launch
-# of its own (profile_kernels.py --split; one more file).
+# of its own (profile_kernels.py --split; one more file). FUSION="16 64 256"
+# adds profile_fusion.py at those batches (one more file).
 # BENCH="..." adds a bench.py run with those arguments (3 more files: use it
 # with SKIP_SANITIZE=1 to stay within 8; BENCH_LIMIT=seconds bounds it,
 # default 400). LIMIT=seconds bounds each correctness job (default 480).
@@ -62,6 +63,10 @@ for base in ${BASE:-}; do
 done
 if [ -n "${SPLIT:-}" ]; then
     python3 benchmarks/profile_kernels.py --split 2>&1 | grep -v Warn > "$OUT/kernels_split.txt"
+fi
+if [ -n "${FUSION:-}" ]; then
+    # Fused against separate per-row steps at these batches (sets FUSE_ROWS).
+    python3 benchmarks/profile_fusion.py --batch $FUSION 2>&1 | grep -v Warn > "$OUT/fusion.txt"
 fi
 if [ -n "${BENCH:-}" ]; then
     # Cut off after BENCH_LIMIT seconds, it still writes what it measured.

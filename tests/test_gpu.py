@@ -127,6 +127,65 @@ def test_fused_and_separate_steps_agree_bitwise(monkeypatch):
                 assert torch.equal(a, b)
 
 
+def test_direct_launches_agree_with_tritons_path(monkeypatch):
+    """Repeat calls skip Triton's argument binding (launcher.py): a launch
+    seen before under the same call key goes straight to the remembered
+    compiled variant. Calls with scalar and per-request parameters, an input
+    4 bytes off 16-byte alignment, and top_k of 1, 16 and 50 (Triton
+    specialises ints on == 1 and on multiples of 16), interleaved, must give
+    bitwise the tokens of Triton's own path, and the second round must be
+    launched directly. So must 99 outputs (per-row steps as launches of
+    their own), plain and min-p, indices, and per-request tensors 4 bytes
+    off alignment. (Few samplers: the full set compiled for over 4 minutes.)"""
+    from tokensampler.triton import launcher
+    batch, vocab = _rows(40), 128256
+    logits, probs = inputs(batch, vocab, 5, scale=1.0)
+    off_l = torch.empty(batch * vocab + 1, device=DEV)[1:].view(batch, vocab)
+    off_p = torch.empty(batch * vocab + 1, device=DEV)[1:].view(batch, vocab)
+    off_l.copy_(logits)
+    off_p.copy_(probs)
+    assert off_l.data_ptr() % 16 == 4 and off_p.data_ptr() % 16 == 4
+    k, p, m, t = params(batch, vocab, 5)
+    seeds = dict(seed=torch.arange(batch, device=DEV) + 3, offset=torch.full((batch,), 2, device=DEV))
+    cases = []
+    for name in ("top_p", "top_k", "logits_kp"):
+        fn = SAMPLERS[name]
+        for kk in (1, 16, 50):
+            cases.append(lambda fn=fn, kk=kk: fn(logits, probs, kk, 0.9, 0.1, 0.7, seed=11,
+                                                 return_valid=True, backend="triton"))
+        cases.append(lambda fn=fn: fn(logits, probs, k, p, m, t, return_valid=True,
+                                      backend="triton", **seeds))
+        cases.append(lambda fn=fn: fn(off_l, off_p, 50, 0.9, 0.1, 0.7, seed=11,
+                                      return_valid=True, backend="triton"))
+    # Above FUSE_ROWS (plan and select as launches of their own, 1-D grids),
+    # plain and min-p (the mass pointer 8 bytes into a workspace), indices,
+    # and per-request tensors 4 bytes off alignment.
+    big = 99
+    lg, pr = inputs(big, vocab, 6, scale=1.0)
+    kb, pb, mb, tb = params(big, vocab, 6)
+    views = []
+    for v in (pb, mb, tb):
+        w = torch.empty(big + 1, device=DEV)[1:]
+        w.copy_(v)
+        views.append(w)
+    idx = torch.arange(big, device=DEV).flip(0)
+    for name in ("probs", "min_p", "logits_kp"):
+        fn = SAMPLERS[name]
+        cases.append(lambda fn=fn: fn(lg, pr, kb, *views, return_valid=True, indices=idx,
+                                      seed=5, backend="triton"))
+    monkeypatch.setattr(launcher, "DIRECT", False)
+    launcher._sites.clear()
+    expected = [case() for case in cases]
+    monkeypatch.setattr(launcher, "DIRECT", True)
+    for round in range(2):   # the first fills the sites, the second launches directly
+        before = dict(launcher.counts)
+        for case, want in zip(cases, expected):
+            got = case()
+            assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert launcher.counts["triton"] == before["triton"]
+    assert launcher.counts["direct"] - before["direct"] >= 2 * len(cases)
+
+
 def test_cuda_graph_capture_and_replay():
     vocab, batch = 32000, 16
     logits, _ = inputs(batch, vocab, 7)

@@ -4,6 +4,8 @@ On a CPU machine the kernels run under Triton's interpreter, so sizes are
 chosen for CI's budget; tests/test_gpu.py repeats this at full size on a GPU.
 """
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -383,12 +385,12 @@ def test_register_cap_follows_the_device(monkeypatch):
     import tokensampler.triton as tt
     on_gpu = SimpleNamespace(device=SimpleNamespace(type="cuda"))
     monkeypatch.setattr(tt, "_regs_per_sm", lambda device: 65536)
-    assert tt._reg_cap(on_gpu, 4, 8) == {"maxnreg": 64}    # H100: check_kernel
-    assert tt._reg_cap(on_gpu, 3, 8) == {"maxnreg": 80}    # 85 rounded down
-    assert tt._reg_cap(on_gpu, 3, 4) == {"maxnreg": 168}
+    assert tt._reg_cap(on_gpu.device, 4, 8) == {"maxnreg": 64}    # H100: check_kernel
+    assert tt._reg_cap(on_gpu.device, 3, 8) == {"maxnreg": 80}    # 85 rounded down
+    assert tt._reg_cap(on_gpu.device, 3, 4) == {"maxnreg": 168}
     monkeypatch.setattr(tt, "_regs_per_sm", lambda device: 0)
-    assert tt._reg_cap(on_gpu, 4, 8) == {}
-    assert tt._reg_cap(torch.zeros(1), 4, 8) == {}
+    assert tt._reg_cap(on_gpu.device, 4, 8) == {}
+    assert tt._reg_cap(torch.device("cpu"), 4, 8) == {}
 
 
 def _chunk_fields(x, from_logits, chunk, group):
@@ -504,3 +506,113 @@ def test_compact_reads_every_listed_group(monkeypatch):
         assert torch.equal(packed >> 32, key[j, index].long()), j
         slices.append(-(-n_groups // 128))
     assert slices == [1, 2, 2], slices
+
+
+class _Param:
+    def __init__(self, name, constexpr, default=None):
+        self.name, self.is_constexpr, self.default = name, constexpr, default
+
+
+class _StandInKernel:
+    """A JIT function to the launcher: ``kernel[grid](...)`` records Triton's
+    path and returns a compiled variant whose ``run`` records direct launches."""
+
+    def __init__(self, log):
+        self.fn = SimpleNamespace(__name__="stand_in")
+        self.params = [_Param("x", False), _Param("n", False), _Param("p", False),
+                       _Param("A", True), _Param("B", True, default=7)]
+        self.log = log
+
+    def __getitem__(self, grid):
+        def run(*args, **kwargs):
+            self.log.append(("triton", grid, args, kwargs))
+            compiled = SimpleNamespace(function="fn", packed_metadata="meta")
+            compiled.run = lambda *a: self.log.append(("direct", a))
+            return compiled
+        return run
+
+
+def test_direct_launch_reuses_a_variant_only_when_triton_would(monkeypatch):
+    """launcher.launch remembers the compiled variant of each (key, launch
+    number) and launches it directly next time, but only for the same kernel
+    with equal compile-time arguments, argument types and int classes (== 1,
+    multiple of 16, 32/64-bit: Triton's specialisations). Anything else goes
+    back to Triton's path; a launcher that rejects the arguments turns the
+    direct path off. (On the GPU, test_gpu.py checks tokens both ways.)"""
+    import threading
+    from tokensampler.triton import launcher
+    monkeypatch.setattr(launcher, "_local", threading.local())   # no key left behind
+    monkeypatch.setattr(launcher, "_sites", {})
+    monkeypatch.setattr(launcher, "DIRECT", True)
+    monkeypatch.setattr(launcher, "_device_and_stream", lambda: (0, "stream"))
+    monkeypatch.setattr(launcher, "_knobs", SimpleNamespace(launch_enter_hook=None,
+                                                            launch_exit_hook=None))
+    log = []
+    kernel = _StandInKernel(log)
+    x = torch.zeros(4)
+
+    def call(n=5, p=0.5, A=3, key="k", grid=(2, 3), **kw):
+        launcher.plan(key)
+        launcher.launch(kernel, grid, x, n, p, A=A, num_warps=4, **kw)
+        return log[-1][0]
+
+    assert call() == "triton"
+    assert call() == "direct"
+    assert log[-1] == ("direct", (2, 3, 1, "stream", "fn", "meta", None, None, None,
+                                  x, 5, 0.5, 3, 7))   # B's default filled in
+    assert call(n=21) == "direct"            # same class: neither 1 nor a multiple of 16
+    assert call(n=32) == "triton"            # multiple of 16
+    assert call(n=32) == "direct"
+    assert call(n=1) == "triton"             # specialised as the constant 1
+    assert call(n=1 << 40) == "triton"       # 64-bit
+    assert call(n=1 << 40) == "direct"
+    assert call(n=1 << 63) == "triton"       # unsigned 64-bit (else as 1 << 40)
+    assert call() == "triton"
+    assert call(grid=(6,)) == "direct"       # a 1-D grid: the others are 1
+    assert log[-1][1][:3] == (6, 1, 1)
+    assert call() == "direct"
+    assert call(p=x) == "triton"             # a tensor where a float was
+    assert call() == "triton" and call() == "direct"
+    assert call(A=4) == "triton"             # another compile-time value
+    assert call(A=4) == "direct"
+    assert call(A=4, B=7) == "triton"        # the same values, spelt differently
+    other = _StandInKernel(log)
+    launcher.plan("k")
+    launcher.launch(other, (2, 3), x, 5, 0.5, A=4, B=7, num_warps=4)
+    assert log[-1][0] == "triton"            # another kernel at the same launch number
+    assert call(key=None) == "triton"        # no key: never remembered
+    assert call(key=None) == "triton"
+    monkeypatch.setattr(launcher, "DIRECT", False)
+    assert call() == "triton" and call() == "triton"
+    monkeypatch.setattr(launcher, "DIRECT", True)
+    assert call() == "triton" and call() == "direct"
+    monkeypatch.setattr(launcher, "_knobs", SimpleNamespace(
+        launch_enter_hook=SimpleNamespace(calls=[print]), launch_exit_hook=None))
+    assert call() == "triton"                # a profiler's hook: Triton's path
+
+    def rejects(*a):
+        raise TypeError("launch() takes other arguments")
+    monkeypatch.setattr(launcher, "_knobs", SimpleNamespace(
+        launch_enter_hook=SimpleNamespace(calls=[]), launch_exit_hook=None))
+    assert call() == "direct"                # an empty HookChain (Triton 3.5 on) is no hook
+    (site,) = launcher._sites.values()
+    site.run, site.proven = rejects, False   # as on a Triton whose launcher differs
+    assert call() == "triton" and launcher.DIRECT is False
+
+
+def test_tensor_subclass_parameters_are_per_request():
+    """A per-request parameter may arrive as a tensor subclass (an
+    ``nn.Parameter`` an engine keeps its settings in); it must take the
+    per-request path, and its alignment must enter the call key like a plain
+    tensor's (launcher.py: the key fixes every caller pointer's alignment)."""
+    import tokensampler.triton as tt
+    g = torch.Generator().manual_seed(4)
+    probs = torch.softmax(torch.randn(4, 64, generator=g), 1).to(DEVICE)
+    p = torch.nn.Parameter(torch.tensor([0.5, 0.25, 1.0, 0.75], device=DEVICE), requires_grad=False)
+    k = torch.nn.Parameter(torch.tensor([3, 1, 64, 10], device=DEVICE), requires_grad=False)
+    for call in (lambda b: ts.top_p_sampling_from_probs(probs, p, seed=3, backend=b),
+                 lambda b: ts.top_k_sampling_from_probs(probs, k, seed=3, backend=b)):
+        assert torch.equal(call("triton"), call("reference"))
+    store = torch.zeros(9)
+    assert tt._spec(store[1:]) != tt._spec(store[:8]) and tt._spec(store[4:]) == tt._spec(store[:5])
+    assert tt._spec(p) == (torch.float32, p.data_ptr() & 15, 4)

@@ -67,9 +67,17 @@ def triton_status(device: Optional[torch.device] = None) -> tuple[bool, str]:
     return False, f"no Triton support for device type {device.type!r}"
 
 
+_serves: dict[str, bool] = {}   # accelerator type -> triton_status(...)[0], fixed for a process
+
+
 def _kernels_serve(device: torch.device) -> bool:
     """Whether the automatic choice is Triton: on accelerators where it can run."""
-    return device.type != "cpu" and triton_status(device)[0]
+    if device.type == "cpu":
+        return False
+    serves = _serves.get(device.type)
+    if serves is None:
+        serves = _serves[device.type] = triton_status(device)[0]
+    return serves
 
 
 def current_override() -> Optional[str]:
@@ -77,14 +85,18 @@ def current_override() -> Optional[str]:
     return os.environ.get(ENV_VAR) or None
 
 
+_modules: dict[str, ModuleType] = {}
+
+
 def _load(name: str) -> ModuleType:
-    if name == "reference":
-        from . import reference
-
-        return reference
-    from . import triton as triton_backend
-
-    return triton_backend
+    module = _modules.get(name)
+    if module is None:
+        if name == "reference":
+            from . import reference as module
+        else:
+            from . import triton as module
+        _modules[name] = module
+    return module
 
 
 def choose(op: str, backend: Optional[str], device: torch.device) -> tuple[str, bool]:
@@ -142,9 +154,7 @@ def run(op: str, backend: Optional[str], device: torch.device, method: str, call
     try:
         watchdog.stage(stage)
         module = _load(name)
-        from .triton import launcher   # it records the stages from here on
-
-        launcher.begin_call()
+        module.launcher.begin_call()   # it records the stages from here on
         stage = None
         return getattr(module, method)(call)
     except Exception as exc:
@@ -152,7 +162,7 @@ def run(op: str, backend: Optional[str], device: torch.device, method: str, call
             raise
         lines = str(exc).strip().splitlines()
         why = f"{type(exc).__name__}: {lines[0] if lines else '(no message)'}"
-        stage = stage or launcher.last_stage()
+        stage = stage or _load("triton").launcher.last_stage()
         if not auto:
             raise BackendFailedError(
                 f"{op}: backend 'triton' failed on {device} at stage '{stage}': {why}. "

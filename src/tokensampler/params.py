@@ -202,6 +202,8 @@ def seed_param(op: str, name: str, value, n: int, device) -> torch.Tensor:
             raise _fail(op, name, f"an int or a tensor of shape (1,) or ({n},)", _describe(value))
         if value.device != device:
             raise _fail(op, name, f"on the input's device {device}", f"a tensor on {value.device}")
+        if value.dtype == torch.int64 and value.is_contiguous():
+            return value   # the common case, without two no-op tensor calls
         if value.dtype == torch.uint64:
             return value.contiguous().view(torch.int64)
         return value.to(torch.int64).contiguous()
@@ -223,6 +225,21 @@ def draw_seed(op: str, generator: Optional[torch.Generator], device) -> torch.Te
             raise _fail(op, "generator", f"a generator for {device}", f"one for {generator.device}")
     return torch.randint(0, 2**63 - 1, (1,), dtype=torch.int64, device=device,
                          generator=generator)
+
+
+_zeros: dict = {}   # device -> a (1,) int64 zero that kernels only read
+
+
+def _zero_offset(device) -> torch.Tensor:
+    """The default offset, 0. One tensor per device, kept (a fresh one cost a
+    memset launch, 9 µs of host time, each call), except while a CUDA graph
+    is being captured: a tensor allocated then belongs to the graph's pool."""
+    zero = _zeros.get(device)
+    if zero is None:
+        zero = torch.zeros(1, dtype=torch.int64, device=device)
+        if device.type != "cuda" or not torch.cuda.is_current_stream_capturing():
+            _zeros[device] = zero
+    return zero
 
 
 def indices_param(op: str, indices, batch: int, device) -> Optional[torch.Tensor]:
@@ -274,7 +291,7 @@ def sampling_call(op: str, x, *, from_logits: bool, indices=None, top_k=None, to
         seed_t = draw_seed(op, generator, device)
     else:
         seed_t = seed_param(op, "seed", seed, n, device)
-    offset_t = (torch.zeros(1, dtype=torch.int64, device=device) if offset is None
+    offset_t = (_zero_offset(device) if offset is None
                 else seed_param(op, "offset", offset, n, device))
     per_output = seed_t.shape[0] == n and n > 1
     return SamplingCall(op, x, from_logits, idx, k, p, m, t, filter_apply_order == "joint",

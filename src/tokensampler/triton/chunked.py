@@ -45,13 +45,12 @@ top-p alone (3 to 2 + HIST_PASSES reads plus one chunk, 2 + HIST_PASSES launches
     the bracket (float rounding, or bounds too loose after the last pass),
     takes the single-program path of kernels.py: bounded, slower, exact.
 
-Top-p alone by adaptive rejection (docs/semantics.md section 5; 1 +
-ROUNDS launches and a memset where per-row steps fuse, one more above
-FUSE_ROWS["draws"] outputs):
-    ``stats_kernel(REJECT)``: the row's last program makes round 0's DRAWS
-    draws (``first_draws``: a chunk by the stats' masses, then one chunk read
-    each); for larger batches ``draw_kernel`` makes them instead, a program
-    per (output, draw), and the stats launch keeps its plain registers.
+Top-p alone by adaptive rejection (docs/semantics.md section 5; 2 +
+ROUNDS launches and a memset, one fewer up to FUSE_ROWS["draws"] outputs):
+    ``draw_kernel`` makes round 0's DRAWS draws, a program per (output,
+    draw): a chunk by the stats' masses, then one chunk read
+    (``first_draws``); up to FUSE_ROWS["draws"] outputs (none as shipped)
+    the row's last ``stats_kernel(REJECT)`` program makes them instead.
     Each ``check_kernel`` launch reads the rows still open once and sums,
     per chunk, the mass before each draw in the order; the row's last
     program (``decide_round``) takes the first draw whose prefix mass is
@@ -67,14 +66,17 @@ FUSE_ROWS["draws"] outputs):
 
 Per-row steps run in the last program of the row to finish the launch
 before them (``arrive``: an atomic counter, zeroed per call; nothing waits
-for anything). Each launch costs 25-50 us of host time on the H100 machine's
-CPU, whatever the batch (benchmarks/launch_cost.py), so small batches are
+for anything). A launch costs about 10 µs of host time on the H200
+machine's CPU once launcher.py skips Triton's argument binding (26-30 µs
+through ``kernel[grid]``; benchmarks/host_paths.py), so small batches are
 bound by the number of launches. Top-k and joint fuse ``plan_row`` and
 ``select_row`` only up to ``FUSE_ROWS`` outputs (triton/__init__.py; above,
 the GPU time decides, and the tails cost more than two launches) and above
-that launch ``plan_kernel`` and ``select_kernel`` (4 launches); on ROCm every
-step is a launch of its own (docs/reliability.md, section 5), and so the
-histogram bracket of top-p alone takes 2 + 2 * HIST_PASSES + 2 launches.
+that launch ``plan_kernel`` and ``select_kernel`` (4 launches); top-p's
+round-0 draws run in ``draw_kernel`` at every batch (in the stats tail a
+row's last program reads 4 chunks one after another). On ROCm every step is
+a launch of its own (docs/reliability.md, section 5), and so the histogram
+bracket of top-p alone takes 2 + 2 * HIST_PASSES + 2 launches.
 
 Combining chunk partials costs each program ``C <= 64`` loads; bisection is
 32 fixed steps over at most V/32 group maxima.

@@ -2,12 +2,32 @@
 
 It names the stage the calling thread is in (``compile <kernel>`` on a cache
 miss, then ``launch <kernel>``) for the watchdog's timeout message and for
-:class:`~tokensampler.errors.BackendFailedError`, at the cost of one
-attribute store per launch.
+:class:`~tokensampler.errors.BackendFailedError`.
+
+It also skips Triton's per-launch argument binding where that is safe. On
+the H200 machine's CPU, ``kernel[grid](...)`` costs 30 µs of host time for a
+kernel of 40 arguments, of which the compiled variant's own launcher takes
+9 µs: the rest is Triton working out, from every argument, which compiled
+variant to run (benchmarks/host_paths.py, tenth session). Small batches wait
+for exactly that host time. So a call declares, with :func:`plan`, a key that
+fixes the dtype and 16-byte alignment of each caller tensor it will pass; its
+n-th launch is then remembered under (key, device, n). On the next call with
+that key the remembered variant is launched directly, provided the launch is
+the same kernel with equal compile-time arguments, its arguments have the
+same Python types, and its integer arguments fall in the same
+specialisation classes (value 1, multiple of 16, 32 or 64 bits), and
+Triton's debug and instrumentation settings are as they were. Any mismatch
+takes Triton's own path and remembers its answer. Without a key
+(``plan(None)``), under the interpreter, while a launch hook or a kernel's
+pre-run hook is set (a profiler), and with ``TOKENSAMPLER_DIRECT_LAUNCH=0``,
+every launch takes Triton's path. What it skips besides: Triton's check
+that the globals a kernel read at compile time are unchanged (ours read
+module constants only).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 
 import triton
@@ -15,16 +35,78 @@ import triton
 from .. import watchdog
 
 _local = threading.local()
+# (call key, launch number) -> _Site. Bounded: cleared when full (a cleared
+# site costs one Triton-path launch to relearn).
+_sites: dict = {}
+MAX_SITES = 4096
+# TOKENSAMPLER_DIRECT_LAUNCH=0 sends every launch through Triton's own path.
+DIRECT = os.environ.get("TOKENSAMPLER_DIRECT_LAUNCH", "1") != "0"
+# Launches of calls with a key, by path (tests look at them).
+counts = {"direct": 0, "triton": 0}
+_knobs = getattr(getattr(triton, "knobs", None), "runtime", None)
+_OPTIONS = frozenset(("num_warps", "num_stages", "num_ctas", "maxnreg"))
 
 
 def begin_call() -> None:
-    """Forget the previous call's stage (called as each call starts)."""
+    """Forget the previous call's stage and key (called as each call starts)."""
     _local.stage = "prepare the launches"
+    _local.key = None
 
 
 def last_stage() -> str:
     """The stage this thread's current call reached."""
     return getattr(_local, "stage", "prepare the launches")
+
+
+def plan(key) -> None:
+    """Declare the launches that follow (until ``plan(None)`` or the next
+    :func:`begin_call`) as one call's, under ``key``: a hashable value that must determine the
+    dtype and the 16-byte alignment of every tensor the launches receive that
+    the caller did not allocate itself (the input, per-request parameters,
+    seeds). Everything else is checked at each launch. ``None``: no reuse."""
+    if key is not None:
+        _local.device, _local.stream = _device_and_stream()
+        # Settings Triton reads at each launch to choose a variant (debug,
+        # instrumentation): a change gives new sites, so Triton chooses again.
+        compilation = getattr(getattr(triton, "knobs", None), "compilation", None)
+        key = (key, getattr(_knobs, "debug", None),
+               getattr(compilation, "instrumentation_mode", None),
+               getattr(compilation, "fpsan_homomorphic_casts", None))
+    _local.key = key
+    _local.step = 0
+
+
+def _device_and_stream():
+    # What Triton's own path launches on: the current device and its stream.
+    driver = triton.runtime.driver.active
+    device = driver.get_current_device()
+    return device, driver.get_current_stream(device)
+
+
+class _Site:
+    __slots__ = ("kernel", "kwargs", "types", "ints", "run", "function", "meta", "tail", "stage",
+                 "proven")
+
+    def __init__(self, kernel, kwargs, types, ints, compiled, tail, stage):
+        self.kernel, self.kwargs, self.types, self.ints = kernel, kwargs, types, ints
+        self.tail, self.stage = tail, stage
+        self.run = compiled.run
+        self.function = compiled.function
+        self.meta = compiled.packed_metadata
+        self.proven = False   # launched directly once without a TypeError
+
+
+def _int_classes(args) -> tuple:
+    # Triton specialises an int argument on == 1 and on divisibility by 16,
+    # and types it i32, i64 or u64 by range: one class number covers all four.
+    return tuple((a == 1) | ((a & 15) == 0) << 1 | (not -0x80000000 <= a < 0x80000000) << 2
+                 | (a >= 1 << 63) << 3 for a in args if type(a) is int)
+
+
+def _idle(hook) -> bool:
+    # A launch hook is unset: None, or (Triton 3.5 on) a HookChain holding no
+    # hook. The direct path then passes None, which the launcher skips.
+    return hook is None or getattr(hook, "calls", None) == []
 
 
 def _enter(name: str) -> None:
@@ -33,9 +115,55 @@ def _enter(name: str) -> None:
 
 
 def launch(kernel, grid, *args, **kwargs) -> None:
-    """``kernel[grid](*args, **kwargs)``, with its stage recorded."""
-    _enter(f"launch {kernel.fn.__name__}")
-    kernel[grid](*args, **kwargs)
+    """``kernel[grid](*args, **kwargs)``, with its stage recorded, launched
+    directly where this call's key has seen the same launch before."""
+    global DIRECT
+    key = getattr(_local, "key", None)
+    if key is None:
+        _enter(f"launch {kernel.fn.__name__}")
+        kernel[grid](*args, **kwargs)
+        return
+    step = _local.step
+    _local.step = step + 1
+    where = (key, _local.device, step)
+    site = _sites.get(where)
+    types = tuple(map(type, args))
+    ints = _int_classes(args)
+    if (DIRECT and site is not None and site.kernel is kernel and site.types == types
+            and site.ints == ints and site.kwargs == kwargs and _idle(_knobs.launch_enter_hook)
+            and _idle(_knobs.launch_exit_hook) and not getattr(kernel, "pre_run_hooks", None)):
+        _enter(site.stage)
+        g1 = grid[1] if len(grid) > 1 else 1
+        g2 = grid[2] if len(grid) > 2 else 1
+        counts["direct"] += 1
+        if site.proven:
+            site.run(grid[0], g1, g2, _local.stream, site.function, site.meta, None, None, None,
+                     *args, *site.tail)
+            return
+        try:
+            site.run(grid[0], g1, g2, _local.stream, site.function, site.meta, None, None, None,
+                     *args, *site.tail)
+            site.proven = True
+            return
+        except TypeError:
+            # This Triton's launcher takes other arguments: never again.
+            DIRECT = False
+            _sites.clear()
+            counts["direct"] -= 1
+    counts["triton"] += 1
+    stage = f"launch {kernel.fn.__name__}"
+    _enter(stage)
+    compiled = kernel[grid](*args, **kwargs)
+    if not DIRECT or _knobs is None or not hasattr(compiled, "packed_metadata"):
+        return   # the interpreter, or a Triton without the launcher this relies on
+    params = kernel.params[len(args):]
+    if any(not p.is_constexpr and p.name not in kwargs for p in params) or any(
+            k not in _OPTIONS and k not in {p.name for p in params} for k in kwargs):
+        return   # an argument this path would not pass (defaulted, or keyword)
+    tail = tuple(kwargs[p.name] if p.name in kwargs else p.default for p in params)
+    if len(_sites) >= MAX_SITES:
+        _sites.clear()
+    _sites[where] = _Site(kernel, dict(kwargs), types, ints, compiled, tail, stage)
 
 
 def _on_compile(fn=None, **_ignored):
@@ -54,12 +182,11 @@ def _on_compiled(fn=None, **_ignored):
 def _install_hooks() -> None:
     """Hook Triton's compiler, unless the application already did (Triton
     has one slot per hook; we never take it from someone else)."""
-    runtime = getattr(getattr(triton, "knobs", None), "runtime", None)
-    if runtime is None:
+    if _knobs is None:
         return   # an older Triton: stages read 'launch <kernel>' only
     for slot, hook in (("jit_cache_hook", _on_compile), ("jit_post_compile_hook", _on_compiled)):
-        if hasattr(runtime, slot) and getattr(runtime, slot) is None:
-            setattr(runtime, slot, hook)
+        if hasattr(_knobs, slot) and getattr(_knobs, slot) is None:
+            setattr(_knobs, slot, hook)
 
 
 _install_hooks()
