@@ -598,6 +598,10 @@ def test_direct_launch_reuses_a_variant_only_when_triton_would(monkeypatch):
     (site,) = launcher._sites.values()
     site.run, site.proven = rejects, False   # as on a Triton whose launcher differs
     assert call() == "triton" and launcher.DIRECT is False
+    from tokensampler import info
+    assert info.direct_launch().startswith("off (this Triton's launcher rejected")
+    monkeypatch.setenv("TOKENSAMPLER_DIRECT_LAUNCH", "0")
+    assert "direct launches: off (TOKENSAMPLER_DIRECT_LAUNCH=0)" in info.render(info.collect())
 
 
 def test_tensor_subclass_parameters_are_per_request():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import platform
+import sys
 from importlib import metadata
 
 import torch
@@ -43,6 +45,17 @@ def check_kernels(devices: list[str]) -> dict[str, str]:
     return results
 
 
+def direct_launch() -> str:
+    """Whether repeat calls launch kernels without Triton's argument binding
+    (triton/launcher.py), and why not. Imports nothing."""
+    if os.environ.get("TOKENSAMPLER_DIRECT_LAUNCH", "1") == "0":
+        return "off (TOKENSAMPLER_DIRECT_LAUNCH=0)"
+    launcher = sys.modules.get("tokensampler.triton.launcher")
+    if launcher is not None and not launcher.DIRECT:
+        return "off (this Triton's launcher rejected a direct call; every launch goes through Triton)"
+    return "on (repeat calls skip Triton's argument binding)"
+
+
 def collect(check: bool = False) -> dict:
     """Everything ``info`` prints, as plain data (the CLI's ``--json``).
     ``check`` also runs the kernels once per accelerator (:func:`check_kernels`)."""
@@ -69,6 +82,7 @@ def collect(check: bool = False) -> dict:
         "devices": devices,
         "backends": backends,
         "backend_override": dispatch.current_override(),
+        "direct_launch": direct_launch(),
         "kernel_checks": checks,
         "fallbacks": dispatch.fallbacks(),
     }
@@ -87,6 +101,7 @@ def render(report: dict) -> str:
         lines.append(f"  {name:<22} {'usable' if b['usable'] else 'unusable':<9} {b['why']}")
     override = report["backend_override"]
     lines.append(f"override ({dispatch.ENV_VAR}): {override or 'unset'}")
+    lines.append(f"direct launches: {report['direct_launch']}")
     for device, what in report["kernel_checks"].items():
         lines.append(f"kernel check on {device}: {what}")
     for device, why in report["fallbacks"].items():
