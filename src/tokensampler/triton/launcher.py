@@ -35,8 +35,8 @@ import triton
 from .. import watchdog
 
 _local = threading.local()
-# (call key, launch number) -> _Site. Bounded: cleared when full (a cleared
-# site costs one Triton-path launch to relearn).
+# (call key, device, launch number) -> _Site. Bounded: cleared when full (a
+# cleared site costs one Triton-path launch to relearn).
 _sites: dict = {}
 MAX_SITES = 4096
 # TOKENSAMPLER_DIRECT_LAUNCH=0 sends every launch through Triton's own path.
@@ -60,10 +60,11 @@ def last_stage() -> str:
 
 def plan(key) -> None:
     """Declare the launches that follow (until ``plan(None)`` or the next
-    :func:`begin_call`) as one call's, under ``key``: a hashable value that must determine the
-    dtype and the 16-byte alignment of every tensor the launches receive that
-    the caller did not allocate itself (the input, per-request parameters,
-    seeds). Everything else is checked at each launch. ``None``: no reuse."""
+    :func:`begin_call`) as one call's, under ``key``: a hashable value that
+    must determine the dtype and the 16-byte alignment of every tensor the
+    launches receive that the caller did not allocate itself (the input,
+    per-request parameters, seeds). Everything else is checked at each
+    launch. ``None``: no reuse."""
     if key is not None:
         _local.device, _local.stream = _device_and_stream()
         # Settings Triton reads at each launch to choose a variant (debug,
