@@ -157,10 +157,10 @@ def _sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     if dev.type == "cuda":
         launcher.plan((L, x.dtype, x.data_ptr() & 15, *specs))
     dummy = call.seed
-    k_ptr, k_val = (top_k, 0) if L.k_row else (dummy, top_k or 0)
-    p_ptr, p_val = (top_p, 1.0) if L.p_row else (dummy, 1.0 if top_p is None else top_p)
-    m_ptr, m_val = (min_p, 0.0) if L.m_row else (dummy, 0.0 if min_p is None else min_p)
-    t_ptr, t_val = (temp, 1.0) if L.t_row else (dummy, 1.0 if temp is None else temp)
+    k_ptr, k_val, _ = _param(top_k, dummy, 0)
+    p_ptr, p_val, _ = _param(top_p, dummy, 1.0)
+    m_ptr, m_val, _ = _param(min_p, dummy, 0.0)
+    t_ptr, t_val, _ = _param(temp, dummy, 1.0)
     idx = call.indices if call.indices is not None else dummy
     seeds = (call.seed, int(call.seed.shape[0] > 1), call.offset, int(call.offset.shape[0] > 1))
     common = (x, x.stride(0), vocab, batch, L.n_chunks, idx)
