@@ -7,8 +7,10 @@
 #   OUT=/tmp/out bash benchmarks/gpu_check.sh
 # The correctness jobs compile many kernel variants, so they run side by side
 # (the suite alone took over 8 minutes serially, past one call's 10): on a
-# machine with two GPUs they use the second, and the timed profile runs on the
-# first at the same time; with one GPU the profile waits for them.
+# machine with several GPUs they take GPUs 1.. in turn, and the timed profile
+# runs on GPU 0 at the same time; with one GPU the profile waits for them.
+# Six jobs on one GPU ran past a 410 s limit on an H100 (eleventh session):
+# a four-GPU kind gives each GPU two.
 # The first GPU then runs compute-sanitizer too (SKIP_SANITIZE=1 skips it).
 # BASE="folder ..." adds the per-kernel profile of the src/ under each folder
 # (one more file each, kernels_<folder>.txt), to compare a branch with main
@@ -18,8 +20,9 @@
 # BENCH="..." adds a bench.py run with those arguments (3 more files: use it
 # with SKIP_SANITIZE=1 to stay within 8; BENCH_LIMIT=seconds bounds it,
 # default 400). LIMIT=seconds bounds each correctness job (default 480).
-# One call of the device tool holds all of it on a two-GPU kind; on one GPU,
-# run the sanitizers in a second call.
+# EXTRA="script args" runs that script on GPU 0 before the profile (one more
+# file, extra.txt). One call of the device tool holds all of it on a
+# four-GPU kind; on one GPU, run the sanitizers in a second call.
 set -uo pipefail
 OUT=${OUT:-gpu-check}
 LIMIT=${LIMIT:-480}
@@ -29,31 +32,40 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD/src:$PWD/tests PYTHONUNBUFFERED=1 FLASHINFER_CUDA_ARCH_LIST=9.0
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/card.txt"
 GPUS=$(nvidia-smi -L | wc -l)
-CHECK_GPU=$(( GPUS > 1 ? 1 : 0 ))
 tmp=$(mktemp -d)
+job=0
+check() {
+    # check NAME COMMAND...: one correctness job in the background, bounded by
+    # LIMIT, output in $tmp/NAME.txt. With several GPUs the jobs take GPUs
+    # 1..GPUS-1 in turn (GPU 0 is the profile's); with one they share it.
+    local name=$1; shift
+    local gpu=$(( GPUS > 1 ? 1 + job % (GPUS - 1) : 0 ))
+    job=$(( job + 1 ))
+    CUDA_VISIBLE_DEVICES=$gpu timeout -s TERM "$LIMIT" "$@" > "$tmp/$name.txt" 2>&1 &
+}
 (
-    export CUDA_VISIBLE_DEVICES=$CHECK_GPU
-    timeout -s TERM "$LIMIT" python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider \
-        -k large_sizes > "$tmp/large.txt" 2>&1 &
+    check large python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider -k large_sizes
     # The doctor and watchdog tests in a job of their own, and the warm-up
     # test (it compiles every variant) in another: together, after the rest
     # of the suite, they were cut off by the limit (seventh and ninth sessions).
-    timeout -s TERM "$LIMIT" python3 -m pytest -v -m gpu tests/test_gpu.py -p no:cacheprovider \
+    check rest python3 -m pytest -v -m gpu tests/test_gpu.py -p no:cacheprovider \
         -k "not large_sizes and not doctor and not warmup and not watchdog and not exit" \
-        --durations=5 > "$tmp/rest.txt" 2>&1 &
-    timeout -s TERM "$LIMIT" python3 -m pytest -v -m gpu tests/test_gpu.py -p no:cacheprovider \
-        -k "(doctor or watchdog or exit) and not warmup" > "$tmp/ops.txt" 2>&1 &
-    timeout -s TERM "$LIMIT" python3 -m pytest -v -m gpu tests/test_gpu.py -p no:cacheprovider \
-        -k "warmup" > "$tmp/warmup.txt" 2>&1 &
-    timeout -s TERM "$LIMIT" python3 benchmarks/agreement.py --rows 1000000 > "$tmp/agr.txt" 2>&1 &
+        --durations=5
+    check ops python3 -m pytest -v -m gpu tests/test_gpu.py -p no:cacheprovider \
+        -k "(doctor or watchdog or exit) and not warmup"
+    check warmup python3 -m pytest -v -m gpu tests/test_gpu.py -p no:cacheprovider -k "warmup"
+    check agr python3 benchmarks/agreement.py --rows "${AGREEMENT_ROWS:-1000000}"
     # Hostile rows through every sampler under the watchdog (the 10^6-row run is
     # benchmarks/gpu_reliability.sh; this smaller one goes with every kernel change).
-    timeout -s TERM "$LIMIT" python3 tests/campaign.py --rows "${CAMPAIGN_ROWS:-100000}" \
-        --json "$tmp/campaign.json" > "$tmp/camp.txt" 2>&1 &
+    check camp python3 tests/campaign.py --rows "${CAMPAIGN_ROWS:-100000}" \
+        --json "$tmp/campaign.json"
     wait
 ) &
 checks=$!
 if [ "$GPUS" -le 1 ]; then wait "$checks"; fi
+if [ -n "${EXTRA:-}" ]; then
+    python3 $EXTRA 2>&1 | grep -v Warn > "$OUT/extra.txt"
+fi
 python3 benchmarks/profile_kernels.py 2>&1 | grep -v Warn > "$OUT/kernels.txt"
 for base in ${BASE:-}; do
     # The same profile of another checkout's src (e.g. main, exported to an

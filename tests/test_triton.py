@@ -497,6 +497,13 @@ def test_compact_reads_every_listed_group(monkeypatch):
         bound, n_groups = plan[j, 0].item(), plan[j, 2].item()
         want = (gm[j] >= bound).nonzero().flatten().to(torch.int32)
         assert torch.equal(lists[j, :n_groups], want), j
+        # The bound: at most the k-th largest group maximum (so the top k
+        # tokens are candidates), and within 2**-BISECT_STEPS of the key
+        # interval below it (so few others are).
+        positive = key[j][x[j] > 0]
+        width = positive.max().item() - positive.min().item()
+        kth = gm[j].sort(descending=True).values[k[j] - 1].item()
+        assert kth - (width >> tt.chunked.BISECT_STEPS.value) - 1 <= bound <= kth, (j, bound, kth)
         above = ((key[j] >= bound) & (x[j] > 0)).nonzero().flatten()
         assert len(above) >= k[j].item()
         assert ws.count[j].item() == len(above) <= ws.cap, (j, ws.count[j].item(), len(above))

@@ -94,6 +94,12 @@ NI: tl.constexpr = tl.constexpr(6)   # int32 partials per chunk
 NF: tl.constexpr = tl.constexpr(3)   # float32 partials per chunk
 INT_MIN: tl.constexpr = tl.constexpr(-2147483648)
 INT_MAX: tl.constexpr = tl.constexpr(2147483647)
+# plan_row's halvings of the key interval [kmin, kmax] (at most 2**32 wide):
+# after 20 the bound is within 2**12 keys (4096 float32 ulps, 0.05% of the
+# value) below the largest valid one. 32 found it exactly, at 4200 of the
+# plan's 6163 instructions a thread (sm_90; eleventh session): the extra
+# candidates of the last 12 halvings are rare and cost select_row nothing.
+BISECT_STEPS: tl.constexpr = tl.constexpr(20)
 KEY_INF: tl.constexpr = tl.constexpr(0x7F800000)        # order key of +inf
 KEY_NEG_INF: tl.constexpr = tl.constexpr(-0x7F800001)   # of -inf from logits
 # Sizes change from call to call; specialising on them (== 1, divisible by 16)
@@ -642,11 +648,15 @@ def decide_round(j, k, x_ptr, row_off, V, C, pi_ptr, pf_ptr, draws_ptr, st_ptr, 
 
 @triton.jit
 def _bisect(gk, gw, lo, hi, target_c, target_m, USE_MASS: tl.constexpr):
-    """Largest key x in [lo, hi] with count (or mass) of group maxima >= x reaching
-    the target; 32 halvings cover any int32 interval."""
+    """A key x in [lo, hi] with count (or mass) of group maxima >= x reaching
+    the target (or ``lo``), at most ``(hi - lo) / 2**BISECT_STEPS`` below the
+    largest such key: after BISECT_STEPS halvings ``lo`` still reaches the
+    target and ``hi`` is that close. The plan needs a bound, not the exact
+    largest key: every token at or above it is a candidate, and select_row
+    ranks the candidates exactly."""
     lo = lo.to(tl.int64)
     hi = hi.to(tl.int64)
-    for _ in tl.static_range(32):
+    for _ in tl.static_range(BISECT_STEPS):
         mid = (lo + hi + 1) // 2
         ge = gk >= mid.to(tl.int32)   # lo <= mid <= hi: in int32 range
         if USE_MASS:
@@ -676,7 +686,9 @@ def plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, C, B, idx_ptr, stride_
     only, a slice of the list a program. With BRACKET (top-p alone),
     ``hi = kmax`` with the token count unknown; this fills the NS state slots
     of ``hist_kernel`` with it (a row whose bracket is empty, ``lo >= hi``,
-    is then skipped by every pass). 32 bisection steps over the group maxima.
+    is then skipped by every pass). BISECT_STEPS (20) halvings over the
+    group maxima, each a count (or mass) over all of them: the bound may sit
+    up to 2**12 keys below the largest valid one (``_bisect``).
     """
     ok, _off, k, p, _m, greedy, inv_t = request(
         j, idx_ptr, B, stride_row, k_ptr, k_val, p_ptr, p_val, k_ptr, 0.0, t_ptr, t_val,
