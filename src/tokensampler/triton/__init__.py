@@ -328,8 +328,11 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
     L.min_p_kw = dict(MINP_ROW=L.m_row, CHUNK=chunk, CP2=cp2, num_warps=warps, **flags)
     L.final_kw = dict(HAS_MINP=min_p is not None, MINP_ROW=L.m_row, CHUNK=chunk, CP2=cp2,
                       num_warps=warps, **stream, **flags)
+    # plan_kernel at 114 registers runs two programs an SM; capped for three,
+    # 23.5 -> 18.8 µs at B=256 and 90 -> 61 at B=1024 (H100, eleventh session,
+    # benchmarks/plan_parts.py: 64 registers spilled and lost some of it).
     L.plan_kw = dict(GP2=gp2, G_PER_CHUNK=g_per_chunk, BRACKET=bracket, NS=HIST_PASSES,
-                     num_warps=warps, **fk, **flags)
+                     num_warps=warps, **fk, **flags, **_reg_cap(device, 3, warps))
     hist = dict(NS=HIST_PASSES, NB=HIST_BINS)
     L.hist_kw = dict(P_ROW=L.p_row, CHUNK=chunk, CP2=cp2, CAP=cap, NARROW=fuse["narrow"],
                      num_warps=warps, **hist, **flags)
