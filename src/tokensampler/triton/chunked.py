@@ -97,8 +97,9 @@ INT_MAX: tl.constexpr = tl.constexpr(2147483647)
 # plan_row's halvings of the key interval [kmin, kmax] (at most 2**32 wide):
 # after 20 the bound is within 2**12 keys (4096 float32 ulps, 0.05% of the
 # value) below the largest valid one. 32 found it exactly, at 4200 of the
-# plan's 6163 instructions a thread (sm_90; eleventh session): the extra
-# candidates of the last 12 halvings are rare and cost select_row nothing.
+# plan's 6163 instructions a thread (sm_90; eleventh session). The last 12
+# halvings added no candidate on N(0, 1) rows at k = 50
+# (benchmarks/plan_parts.py); where they would, select sorts a few more.
 BISECT_STEPS: tl.constexpr = tl.constexpr(20)
 KEY_INF: tl.constexpr = tl.constexpr(0x7F800000)        # order key of +inf
 KEY_NEG_INF: tl.constexpr = tl.constexpr(-0x7F800001)   # of -inf from logits
