@@ -206,10 +206,26 @@ def test_warmup_reports_every_call():
 
 
 @needs_triton
-def test_warmup_runs_the_kernels():
+def test_warmup_runs_the_kernels(monkeypatch):
+    """Warm-up calls each op at a batch in each launch form: per-row steps
+    at the end of the launch before them (small batches) and as launches of
+    their own (above FUSE_ROWS; here lowered to 2 so that 3 rows reach it).
+    Each form is its own compiled variant, so a server warmed at batch 2
+    alone compiled at its first larger request."""
+    import tokensampler.triton as tt
+    monkeypatch.setattr(tt, "FUSE_ROWS", {"plan": 2, "narrow": 2, "select": 2, "draws": 0})
+    launched = []
+    real = tt.launch
+    monkeypatch.setattr(tt, "launch", lambda kernel, *a, **kw: (launched.append(kernel.fn.__name__),
+                                                                real(kernel, *a, **kw))[1])
     ops = ["top_k_top_p_sampling_from_logits", "top_k_renorm_probs"]
     report = ts.warmup([37], [torch.float16], DEVICE, ops=ops, backend="triton")
-    assert [(r["op"], r["per_row"]) for r in report] == [(o, p) for o in ops for p in (False, True)]
+    assert tt.warm_batches() == (2, 3)
+    assert [(r["batch"], r["op"], r["per_row"]) for r in report] == [
+        (b, o, p) for b in (2, 3) for o in ops for p in (False, True)]
+    assert {"plan_kernel", "select_kernel"} <= set(launched), launched   # the split form ran
+    assert ts.warmup([37], [torch.float16], DEVICE, ops=ops[:1], per_row=[False],
+                     backend="triton", batches=[5])[0]["batch"] == 5
 
 
 # -------------------------------------------------------------------- doctor
@@ -267,8 +283,8 @@ def test_a_triton_backend_that_cannot_import_falls_back(monkeypatch):
             raise ImportError("libtriton.so: cannot open shared object file")
         return original(name)
 
-    original = dispatch._load
-    monkeypatch.setattr(dispatch, "_load", broken)
+    original = dispatch.load
+    monkeypatch.setattr(dispatch, "load", broken)
     monkeypatch.setattr(dispatch, "_kernels_serve", lambda device: True)
     monkeypatch.setattr(dispatch, "_fallbacks", {})
     x = probs()
@@ -295,6 +311,7 @@ def test_warmup_names_the_bad_argument(kwargs, match):
 @pytest.mark.parametrize("kwargs, match", [
     (dict(vocab_sizes=32000), "vocab_sizes.*list"), (dict(dtypes=torch.float16), "dtypes.*list"),
     (dict(per_row=True), "per_row.*list"), (dict(backend="fast"), "warmup: argument 'backend'"),
+    (dict(batches=64), "batches.*list"), (dict(batches=[0]), "batches.*positive ints"),
 ])
 def test_warmup_names_bare_values_and_bad_backends(kwargs, match):
     with pytest.raises((ts.ArgumentError, ts.ArgumentTypeError), match=match):

@@ -151,7 +151,7 @@ def test_out_of_range_device_values_make_rows_invalid(vocab):
     bad_p = torch.tensor([0.5, 1.5, float("nan"), -0.1], device=DEVICE)
     call = type(call)(**{**call.__dict__, "top_p": bad_p})
     for backend in ("reference", "triton"):
-        out, valid = dispatch._load(backend).sample(call)
+        out, valid = dispatch.load(backend).sample(call)
         assert valid.tolist() == [True, False, False, False], backend
         assert out[1:].tolist() == [0, 0, 0], backend
 

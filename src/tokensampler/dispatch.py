@@ -88,7 +88,8 @@ def current_override() -> Optional[str]:
 _modules: dict[str, ModuleType] = {}
 
 
-def _load(name: str) -> ModuleType:
+def load(name: str) -> ModuleType:
+    """The backend module called ``name`` (imported on first use)."""
     module = _modules.get(name)
     if module is None:
         if name == "reference":
@@ -126,7 +127,7 @@ def choose(op: str, backend: Optional[str], device: torch.device) -> tuple[str, 
 def resolve(op: str, backend: Optional[str], device: torch.device) -> tuple[ModuleType, bool]:
     """The backend module :func:`choose` names, and whether it was automatic."""
     name, auto = choose(op, backend, device)
-    return _load(name), auto
+    return load(name), auto
 
 
 def kernel_failure(exc: BaseException) -> bool:
@@ -149,11 +150,11 @@ def run(op: str, backend: Optional[str], device: torch.device, method: str, call
     watchdog.note(backend=name)
     if name == "reference":
         watchdog.stage("run the reference backend")
-        return getattr(_load(name), method)(call)
+        return getattr(load(name), method)(call)
     stage = "import the Triton backend"
     try:
         watchdog.stage(stage)
-        module = _load(name)
+        module = load(name)
         module.launcher.begin_call()   # it records the stages from here on
         stage = None
         return getattr(module, method)(call)
@@ -162,7 +163,7 @@ def run(op: str, backend: Optional[str], device: torch.device, method: str, call
             raise
         lines = str(exc).strip().splitlines()
         why = f"{type(exc).__name__}: {lines[0] if lines else '(no message)'}"
-        stage = stage or _load("triton").launcher.last_stage()
+        stage = stage or load("triton").launcher.last_stage()
         if not auto:
             raise BackendFailedError(
                 f"{op}: backend 'triton' failed on {device} at stage '{stage}': {why}. "
@@ -171,7 +172,7 @@ def run(op: str, backend: Optional[str], device: torch.device, method: str, call
         failure = f"{op} failed at stage '{stage}': {why}"
     watchdog.note(backend="reference (fallback)")
     watchdog.stage("run the reference backend (fallback)")
-    result = getattr(_load("reference"), method)(call)
+    result = getattr(load("reference"), method)(call)
     # Recorded only once the reference has worked: an error that breaks both
     # (a CUDA context already lost) is raised above, not blamed on Triton.
     _fall_back(device, failure)

@@ -73,8 +73,13 @@ def call_op(name: str, logits, probs, per_row: bool, **extra):
 
 def warmup(vocab_sizes: Iterable[int] = (32000,), dtypes: Iterable[torch.dtype] = (torch.float32,),
            device=None, *, per_row: Iterable[bool] = (False, True), ops: Optional[Iterable[str]] = None,
-           backend: Optional[str] = None) -> list[dict]:
+           backend: Optional[str] = None, batches: Optional[Iterable[int]] = None) -> list[dict]:
     """Make the first call of every op for each vocabulary size and dtype.
+
+    The Triton backend runs a sampler's per-row steps at the end of the
+    launch before them for small batches and as launches of their own above
+    64 outputs: two compiled forms, so by default each op is called at a
+    batch in each (2 and 65; the reference backend has one form, 2).
 
     Parameters
     ----------
@@ -92,11 +97,15 @@ def warmup(vocab_sizes: Iterable[int] = (32000,), dtypes: Iterable[torch.dtype] 
         Names from :data:`OPS`; default all.
     backend : str, optional
         As for every function; default the automatic choice.
+    batches : iterable of int, optional
+        Batch sizes to call each op with; default one in each launch form of
+        the backend that runs on ``device``.
 
     Returns
     -------
     list of dict
-        One record per call: op, vocab, dtype, per_row, seconds (synchronised).
+        One record per call: op, vocab, dtype, per_row, batch, seconds
+        (synchronised).
 
     Examples
     --------
@@ -117,7 +126,16 @@ def warmup(vocab_sizes: Iterable[int] = (32000,), dtypes: Iterable[torch.dtype] 
             raise ArgumentTypeError(f"warmup: argument '{arg}' must be a list, got "
                                     f"{type(value).__name__} {value!r} (write [{value!r}])")
     vocab_sizes, dtypes, per_row = list(vocab_sizes), list(dtypes), list(per_row)
-    dispatch.choose("warmup", backend, device)   # names a bad backend as warmup's
+    chosen, _ = dispatch.choose("warmup", backend, device)   # names a bad backend as warmup's
+    if batches is None:
+        batches = dispatch.load(chosen).warm_batches()
+    elif isinstance(batches, int) or not hasattr(batches, "__iter__"):
+        raise ArgumentTypeError(f"warmup: argument 'batches' must be a list, got "
+                                f"{type(batches).__name__} {batches!r} (write [{batches!r}])")
+    batches = list(batches)
+    bad = [b for b in batches if isinstance(b, bool) or not isinstance(b, int) or b < 1]
+    if bad:
+        raise ArgumentError(f"warmup: argument 'batches' must hold positive ints, got {bad}")
     bad = [v for v in vocab_sizes if isinstance(v, bool) or not isinstance(v, int) or v < 1]
     if bad:
         raise ArgumentError(f"warmup: argument 'vocab_sizes' must hold positive ints, got {bad}")
@@ -136,13 +154,15 @@ def warmup(vocab_sizes: Iterable[int] = (32000,), dtypes: Iterable[torch.dtype] 
     report = []
     for dtype in dtypes:
         for vocab in vocab_sizes:
-            logits, probs = example_inputs(vocab, 2, dtype, device)
-            for name in names:
-                for row in per_row:
-                    start = time.perf_counter()
-                    call_op(name, logits, probs, row, backend=backend)
-                    if device.type == "cuda":
-                        torch.cuda.synchronize(device)
-                    report.append(dict(op=name, vocab=vocab, dtype=str(dtype).replace("torch.", ""),
-                                       per_row=row, seconds=time.perf_counter() - start))
+            for batch in batches:
+                logits, probs = example_inputs(vocab, batch, dtype, device)
+                for name in names:
+                    for row in per_row:
+                        start = time.perf_counter()
+                        call_op(name, logits, probs, row, backend=backend)
+                        if device.type == "cuda":
+                            torch.cuda.synchronize(device)
+                        report.append(dict(op=name, vocab=vocab,
+                                           dtype=str(dtype).replace("torch.", ""), per_row=row,
+                                           batch=batch, seconds=time.perf_counter() - start))
     return report

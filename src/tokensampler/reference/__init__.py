@@ -97,6 +97,12 @@ def _rejection(w, keep, order_key, seed, offset, stream) -> torch.Tensor:
 
 
 @torch.no_grad()
+def warm_batches() -> tuple[int, ...]:
+    """Numbers of outputs ``tokensampler.warmup`` calls each op with: one
+    form at every batch here."""
+    return (2,)
+
+
 def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids (int32) and validity (bool) for every output of ``call``."""
     x = call.x

@@ -122,6 +122,19 @@ def _spec(value):
     return (value == 1, value % 16 == 0) if type(value) is int else type(value)
 
 
+def warm_batches() -> tuple[int, ...]:
+    """Numbers of outputs that between them reach every launch form, for
+    ``tokensampler.warmup``: 2 (each per-row step fused where it may) and
+    one past each FUSE_ROWS threshold (that step as a launch of its own).
+    Each form is its own compiled variant, so a server warmed at batch 2
+    alone compiled for about a minute at its first request above 64 rows.
+    "narrow" serves only ROCm's top-p path, where no step fuses."""
+    if not _FUSE_OK:
+        return (2,)
+    return tuple(sorted({2} | {rows + 1 for step, rows in FUSE_ROWS.items()
+                               if rows > 0 and step != "narrow"}))
+
+
 def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     """Route by filter: plain (1 read), min-p (2 reads), top-p alone (by
     rejection, 2 reads for most rows; on ROCm by histograms, 3 to
