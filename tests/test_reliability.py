@@ -312,6 +312,7 @@ def test_warmup_names_the_bad_argument(kwargs, match):
     (dict(vocab_sizes=32000), "vocab_sizes.*list"), (dict(dtypes=torch.float16), "dtypes.*list"),
     (dict(per_row=True), "per_row.*list"), (dict(backend="fast"), "warmup: argument 'backend'"),
     (dict(batches=64), "batches.*list"), (dict(batches=[0]), "batches.*positive ints"),
+    (dict(threads=0), "threads.*positive int"),
 ])
 def test_warmup_names_bare_values_and_bad_backends(kwargs, match):
     with pytest.raises((ts.ArgumentError, ts.ArgumentTypeError), match=match):

@@ -611,6 +611,44 @@ def test_direct_launch_reuses_a_variant_only_when_triton_would(monkeypatch):
     assert "direct launches: off (TOKENSAMPLER_DIRECT_LAUNCH=0)" in info.render(info.collect())
 
 
+def test_warmup_compile_pass_records_launches_and_compiles_each_variant_once(monkeypatch):
+    """warmup's first pass (launcher.collecting) records launches instead of
+    launching them, and compile_all compiles each distinct variant once, in
+    worker threads: launches that differ only in grid, int values of one
+    specialisation class or tensors of one dtype and alignment share a
+    variant; a constexpr, an int class, a dtype or an alignment apart do
+    not. Through a real sampler, every launch of the call is recorded."""
+    import threading
+    import tokensampler.triton as tt
+    from tokensampler.triton import launcher
+    log, warmed = [], []
+    kernel = _StandInKernel(log)
+    kernel.warmup = lambda *a, grid, **kw: warmed.append((a, kw, threading.current_thread()))
+    x, x2 = torch.zeros(8), torch.ones(8)
+    shifted = torch.zeros(9)[1:]                 # 4 bytes off 16-byte alignment
+    launches = []
+    with launcher.collecting(launches):
+        launcher.launch(kernel, (2,), x, 5, 1.0, A=1)
+        launcher.launch(kernel, (4,), x2, 7, 2.0, A=1)            # the same variant
+        launcher.launch(kernel, (2,), x, 16, 1.0, A=1)            # int class
+        launcher.launch(kernel, (2,), x, 5, 1.0, A=2)             # constexpr
+        launcher.launch(kernel, (2,), x.half(), 5, 1.0, A=1)      # dtype
+        launcher.launch(kernel, (2,), shifted, 5, 1.0, A=1)       # alignment
+    assert log == [] and len(launches) == 6      # recorded, not launched
+    assert launcher.compile_all(launches, threads=3) == 5
+    assert len(warmed) == 5
+    assert all(t is not threading.main_thread() for *_, t in warmed)
+    launcher.launch(kernel, (2,), x, 5, 1.0, A=1)
+    assert log[-1][0] == "triton"                # outside the pass, launches launch
+    monkeypatch.setattr(tt, "FUSE_ROWS", {"plan": 2, "narrow": 2, "select": 2, "draws": 0})
+    probs = torch.softmax(torch.randn(3, 40), 1).to(DEVICE)
+    names = []
+    monkeypatch.setattr(launcher, "compile_all",
+                        lambda launches, threads: names.extend(k.fn.__name__ for k, *_ in launches))
+    tt.precompile(lambda: ts.top_k_sampling_from_probs(probs, 5, seed=1, backend="triton"), 2)
+    assert names == ["stats_kernel", "plan_kernel", "compact_kernel", "select_kernel"], names
+
+
 def test_tensor_subclass_parameters_are_per_request():
     """A per-request parameter may arrive as a tensor subclass (an
     ``nn.Parameter`` an engine keeps its settings in); it must take the

@@ -14,6 +14,7 @@ request. :data:`OPS` is also the list ``tokensampler doctor`` runs.
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Callable, Iterable, Optional
 
@@ -73,7 +74,8 @@ def call_op(name: str, logits, probs, per_row: bool, **extra):
 
 def warmup(vocab_sizes: Iterable[int] = (32000,), dtypes: Iterable[torch.dtype] = (torch.float32,),
            device=None, *, per_row: Iterable[bool] = (False, True), ops: Optional[Iterable[str]] = None,
-           backend: Optional[str] = None, batches: Optional[Iterable[int]] = None) -> list[dict]:
+           backend: Optional[str] = None, batches: Optional[Iterable[int]] = None,
+           threads: Optional[int] = None) -> list[dict]:
     """Make the first call of every op for each vocabulary size and dtype.
 
     The Triton backend runs a sampler's per-row steps at the end of the
@@ -100,6 +102,10 @@ def warmup(vocab_sizes: Iterable[int] = (32000,), dtypes: Iterable[torch.dtype] 
     batches : iterable of int, optional
         Batch sizes to call each op with; default one in each launch form of
         the backend that runs on ``device``.
+    threads : int, optional
+        Kernels compiled at a time before the calls are made (Triton on a
+        GPU; the compiler releases the GIL). Default: the CPU count, at
+        most 16; 1 compiles each at its first call.
 
     Returns
     -------
@@ -151,18 +157,35 @@ def warmup(vocab_sizes: Iterable[int] = (32000,), dtypes: Iterable[torch.dtype] 
     if unknown:
         raise ArgumentError(f"warmup: argument 'ops' names unknown ops {unknown}; expected "
                             f"names from {list(OPS)}")
-    report = []
-    for dtype in dtypes:
-        for vocab in vocab_sizes:
-            for batch in batches:
-                logits, probs = example_inputs(vocab, batch, dtype, device)
+    if threads is None:
+        threads = min(16, os.cpu_count() or 1)
+    elif isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ArgumentError(f"warmup: argument 'threads' must be a positive int, got {threads!r}")
+    def inputs():   # made again for each pass: all at once they can take gigabytes
+        for dtype in dtypes:
+            for vocab in vocab_sizes:
+                for batch in batches:
+                    yield (dtype, vocab, batch, *example_inputs(vocab, batch, dtype, device))
+
+    if threads > 1 and device.type != "cpu":   # (on the CPU the kernels are interpreted)
+        def make_calls():
+            for _dtype, _vocab, _batch, logits, probs in inputs():
                 for name in names:
                     for row in per_row:
-                        start = time.perf_counter()
-                        call_op(name, logits, probs, row, backend=backend)
-                        if device.type == "cuda":
-                            torch.cuda.synchronize(device)
-                        report.append(dict(op=name, vocab=vocab,
-                                           dtype=str(dtype).replace("torch.", ""), per_row=row,
-                                           batch=batch, seconds=time.perf_counter() - start))
+                        try:   # named backend: a failure raises, and never falls back
+                            call_op(name, logits, probs, row, backend=chosen)
+                        except Exception:   # noqa: BLE001 - the timed call below reports it
+                            pass
+        dispatch.load(chosen).precompile(make_calls, threads)
+    report = []
+    for dtype, vocab, batch, logits, probs in inputs():
+        for name in names:
+            for row in per_row:
+                start = time.perf_counter()
+                call_op(name, logits, probs, row, backend=backend)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                report.append(dict(op=name, vocab=vocab, dtype=str(dtype).replace("torch.", ""),
+                                   per_row=row, batch=batch,
+                                   seconds=time.perf_counter() - start))
     return report

@@ -103,6 +103,11 @@ def warm_batches() -> tuple[int, ...]:
     return (2,)
 
 
+def precompile(make_calls, threads: int) -> int:
+    """Nothing to compile here."""
+    return 0
+
+
 def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids (int32) and validity (bool) for every output of ``call``."""
     x = call.x

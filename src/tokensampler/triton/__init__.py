@@ -135,6 +135,16 @@ def warm_batches() -> tuple[int, ...]:
                                if rows > 0 and step != "narrow"}))
 
 
+def precompile(make_calls, threads: int) -> int:
+    """Compile, ``threads`` at a time, every kernel variant that the calls
+    ``make_calls()`` makes would launch, without launching them (warmup's
+    first pass); returns the number of distinct launches compiled."""
+    launches = []
+    with launcher.collecting(launches):
+        make_calls()
+    return launcher.compile_all(launches, threads)
+
+
 def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     """Route by filter: plain (1 read), min-p (2 reads), top-p alone (by
     rejection, 2 reads for most rows; on ROCm by histograms, 3 to
