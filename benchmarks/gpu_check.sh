@@ -14,7 +14,8 @@
 # runs on GPU 0 at the same time; with one GPU the profile waits for them.
 # Six jobs on one GPU ran past a 410 s limit on an H100 (eleventh session),
 # and so did the large sizes alone on one GPU at 395 s: they are two jobs
-# now, and a four-GPU kind gives each GPU two or three.
+# now, and a four-GPU kind gives each GPU two or three (a two-GPU kind puts
+# all eight on GPU 1: use four).
 # PREWARM=1 first compiles the variants the jobs share, in threads
 # (tokensampler.warmup at V=32000 and 128256 for each dtype, bounded by
 # PREWARM_LIMIT, default 240 s), into Triton's disk cache; its time is in
@@ -106,7 +107,7 @@ if [ -z "${SKIP_SANITIZE:-}" ]; then
     compute-sanitizer --tool racecheck --print-limit 100 python3 tests/sanitize_ops.py 5000 --fp32 \
         > "$W/racecheck.txt" 2>&1
 fi
-wait "$checks"
+if [ "$GPUS" -gt 1 ]; then wait "$checks"; fi
 {
     cat "$W/card.txt"
     [ -f "$W/prewarm.txt" ] && tail -3 "$W/prewarm.txt"

@@ -117,7 +117,7 @@ def main():
         for regs in (80, 64):
             rows.append((f"shipped, maxnreg {regs}", shipped(maxnreg=regs)))
         rows.append(("shipped, 16 warps, maxnreg 64", shipped(num_warps=16, maxnreg=64)))
-        rows.append(("shipped, row-sized lanes 4096", shipped(GP2=4096)))
+        rows.append(("shipped, size-class lanes 8192 (before)", shipped(GP2=8192)))
 
         def part(load, steps, lst, warps=8, lanes=gp2, regs=None):
             more = {} if regs is None else dict(maxnreg=regs)

@@ -291,6 +291,9 @@ def test_a_triton_backend_that_cannot_import_falls_back(monkeypatch):
     with pytest.warns(ts.FallbackWarning, match="import the Triton backend.*libtriton"):
         got = ts.softmax(x)
     assert torch.equal(got, ts.softmax(x, backend="reference"))
+    monkeypatch.setattr(dispatch, "_fallbacks", {})
+    with pytest.warns(ts.FallbackWarning, match="libtriton"):   # warm-up falls back alike
+        assert len(ts.warmup([40], device=DEVICE, ops=["softmax"])) == 2
     if "triton" in available_backends(DEVICE):
         with pytest.raises(ts.BackendFailedError, match="libtriton") as err:
             ts.softmax(x, backend="triton")

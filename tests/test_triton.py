@@ -649,6 +649,39 @@ def test_warmup_compile_pass_records_launches_and_compiles_each_variant_once(mon
     assert names == ["stats_kernel", "plan_kernel", "compact_kernel", "select_kernel"], names
 
 
+@pytest.mark.parametrize("fuse_ok", [True, False])
+def test_launch_variants_do_not_depend_on_the_batch(fuse_ok, monkeypatch):
+    """Triton specialises pointers on 16-byte alignment. Workspace slices
+    that started n entries into a buffer made the compiled variant depend on
+    the batch mod 4, so a warmed server compiled again at its first batch of
+    1, 4 or 16 (independent review, eleventh session). Every launch of every
+    sampler, in either launch form, must pass tensors of the same dtypes and
+    alignments at every batch. (Launches recorded, not made: no kernel runs.)"""
+    import tokensampler.triton as tt
+    from tokensampler.triton import launcher
+    monkeypatch.setattr(tt, "FUSE_ROWS", {"plan": 2, "narrow": 2, "select": 2, "draws": 2})
+    monkeypatch.setattr(tt, "_FUSE_OK", fuse_ok)
+    calls = {"top_k": lambda x, lg: ts.top_k_sampling_from_probs(x, 5, seed=1, backend="triton"),
+             "joint_logits": lambda x, lg: ts.top_k_top_p_sampling_from_logits(
+                 lg, 5, 0.9, seed=1, backend="triton"),
+             "top_p": lambda x, lg: ts.top_p_sampling_from_probs(x, 0.9, seed=1, backend="triton"),
+             "min_p": lambda x, lg: ts.min_p_sampling_from_probs(x, 0.1, seed=1, backend="triton"),
+             "plain": lambda x, lg: ts.sampling_from_probs(x, seed=1, backend="triton")}
+    for vocab in (40, 5000):
+        for name, call in calls.items():
+            seen = {}
+            for batch in range(1, 10):
+                logits = torch.randn(batch, vocab).to(DEVICE)
+                launches = []
+                with launcher.collecting(launches):
+                    call(torch.softmax(logits, 1), logits)
+                form = batch <= 2
+                sig = [(k.fn.__name__, [launcher._signature(a) for a in args
+                                        if isinstance(a, torch.Tensor)])
+                       for k, _grid, args, _kw in launches]
+                assert seen.setdefault(form, sig) == sig, (vocab, name, batch)
+
+
 def test_tensor_subclass_parameters_are_per_request():
     """A per-request parameter may arrive as a tensor subclass (an
     ``nn.Parameter`` an engine keeps its settings in); it must take the

@@ -86,8 +86,9 @@ def warmup(vocab_sizes: Iterable[int] = (32000,), dtypes: Iterable[torch.dtype] 
     Parameters
     ----------
     vocab_sizes : iterable of int
-        The vocabulary sizes you will serve (one compiled variant covers every
-        multiple of 16 above 4096; give each size you use to be safe).
+        The vocabulary sizes you will serve, each of them: top-k and joint
+        sampling compile a variant per power of two of 4096-token chunks
+        (32000 and 128256 differ; 151936 and 262144 share one).
     dtypes : iterable of torch.dtype
         Input dtypes: float32, float16, bfloat16.
     device : torch.device or str, optional
@@ -133,8 +134,12 @@ def warmup(vocab_sizes: Iterable[int] = (32000,), dtypes: Iterable[torch.dtype] 
                                     f"{type(value).__name__} {value!r} (write [{value!r}])")
     vocab_sizes, dtypes, per_row = list(vocab_sizes), list(dtypes), list(per_row)
     chosen, _ = dispatch.choose("warmup", backend, device)   # names a bad backend as warmup's
+    try:
+        module = dispatch.load(chosen)
+    except Exception:   # noqa: BLE001 - the calls below fall back (or raise) and say why
+        module = None
     if batches is None:
-        batches = dispatch.load(chosen).warm_batches()
+        batches = module.warm_batches() if module is not None else [2]
     elif isinstance(batches, int) or not hasattr(batches, "__iter__"):
         raise ArgumentTypeError(f"warmup: argument 'batches' must be a list, got "
                                 f"{type(batches).__name__} {batches!r} (write [{batches!r}])")
@@ -161,31 +166,35 @@ def warmup(vocab_sizes: Iterable[int] = (32000,), dtypes: Iterable[torch.dtype] 
         threads = min(16, os.cpu_count() or 1)
     elif isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ArgumentError(f"warmup: argument 'threads' must be a positive int, got {threads!r}")
-    def inputs():   # made again for each pass: all at once they can take gigabytes
-        for dtype in dtypes:
-            for vocab in vocab_sizes:
-                for batch in batches:
-                    yield (dtype, vocab, batch, *example_inputs(vocab, batch, dtype, device))
-
-    if threads > 1 and device.type != "cpu":   # (on the CPU the kernels are interpreted)
-        def make_calls():
-            for _dtype, _vocab, _batch, logits, probs in inputs():
+    # On a GPU each input set's calls are first made with launches recorded,
+    # not made, and the distinct variants compiled in threads; one set at a
+    # time, as the recorded launches hold its tensors.
+    compile_first = module is not None and threads > 1 and device.type != "cpu"
+    report = []
+    for dtype in dtypes:
+        for vocab in vocab_sizes:
+            for batch in batches:
+                logits, probs = example_inputs(vocab, batch, dtype, device)
+                if compile_first:
+                    module.precompile(lambda: _recorded_calls(names, per_row, logits, probs,
+                                                              chosen), threads)
                 for name in names:
                     for row in per_row:
-                        try:   # named backend: a failure raises, and never falls back
-                            call_op(name, logits, probs, row, backend=chosen)
-                        except Exception:   # noqa: BLE001 - the timed call below reports it
-                            pass
-        dispatch.load(chosen).precompile(make_calls, threads)
-    report = []
-    for dtype, vocab, batch, logits, probs in inputs():
-        for name in names:
-            for row in per_row:
-                start = time.perf_counter()
-                call_op(name, logits, probs, row, backend=backend)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                report.append(dict(op=name, vocab=vocab, dtype=str(dtype).replace("torch.", ""),
-                                   per_row=row, batch=batch,
-                                   seconds=time.perf_counter() - start))
+                        start = time.perf_counter()
+                        call_op(name, logits, probs, row, backend=backend)
+                        if device.type == "cuda":
+                            torch.cuda.synchronize(device)
+                        report.append(dict(op=name, vocab=vocab,
+                                           dtype=str(dtype).replace("torch.", ""), per_row=row,
+                                           batch=batch, seconds=time.perf_counter() - start))
     return report
+
+
+def _recorded_calls(names, per_row, logits, probs, backend: str) -> None:
+    """Every call warmup times, made while ``precompile`` records launches."""
+    for name in names:
+        for row in per_row:
+            try:   # a named backend: a failure raises, and never falls back
+                call_op(name, logits, probs, row, backend=backend)
+            except Exception:   # noqa: BLE001 - the timed call reports it, with its stage
+                pass

@@ -96,7 +96,6 @@ def _rejection(w, keep, order_key, seed, offset, stream) -> torch.Tensor:
     return torch.where(done, token, last)
 
 
-@torch.no_grad()
 def warm_batches() -> tuple[int, ...]:
     """Numbers of outputs ``tokensampler.warmup`` calls each op with: one
     form at every batch here."""
@@ -108,6 +107,7 @@ def precompile(make_calls, threads: int) -> int:
     return 0
 
 
+@torch.no_grad()
 def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids (int32) and validity (bool) for every output of ``call``."""
     x = call.x

@@ -107,6 +107,16 @@ def _reg_cap(device: torch.device, programs: int, warps: int) -> dict:
     return dict(maxnreg=regs // (programs * warps * 32) // 8 * 8)
 
 
+def _aligned(n: int) -> int:
+    """``n`` rounded up to a multiple of 4 entries (int32 or float32): where
+    a workspace slice starts there, its pointer is 16-byte aligned whatever
+    the batch. Triton specialises pointers on 16-byte alignment, so slices
+    at ``n`` entries compiled a variant per ``n mod 4`` of the batch: a
+    warmed server still compiled compact_kernel (select_row: 25 s for sm_90)
+    at its first batch of 1, 4 or 16 (independent review, eleventh session)."""
+    return (n + 3) // 4 * 4
+
+
 def _chunk(vocab: int) -> int:
     return max(GROUP, min(CHUNK_TOKENS, _pow2(vocab)))
 
@@ -198,10 +208,13 @@ def _sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
         # Zeroed per call: the arrival counters of the launches that end in
         # per-row work (stats -> plan_row, each histogram pass -> narrow_row,
         # compact -> select_row), compact's slot counter, the histogram bins.
-        zeroed = torch.zeros(n * L.per_row, dtype=torch.int32, device=dev)
-        arrived_stats, arrived_compact, wi.count = zeroed[:n], zeroed[n:2 * n], zeroed[2 * n:3 * n]
-        wi.arrived = zeroed[3 * n:(3 + HIST_PASSES) * n]
-        wi.hist = zeroed[(3 + HIST_PASSES) * n:]
+        # Sections start every s >= n entries, 16-byte aligned (_aligned).
+        s = _aligned(n)
+        zeroed = torch.zeros(s * L.per_row, dtype=torch.int32, device=dev)
+        arrived_stats, arrived_compact = zeroed[:n], zeroed[s:s + n]
+        wi.count = zeroed[2 * s:2 * s + n]
+        wi.arrived = zeroed[3 * s:(3 + HIST_PASSES) * s]
+        wi.hist = zeroed[(3 + HIST_PASSES) * s:]
         wi.gm = torch.empty(nc * L.g_per_chunk, dtype=torch.int32, device=dev)
         wi.plan = torch.empty(n * 4, dtype=torch.int32, device=dev)
     if L.filtered and not L.bracket:
@@ -213,8 +226,8 @@ def _sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
         # above the final bracket per chunk (compact_kernel).
         wi.st = torch.empty(n * HIST_PASSES * 4 + nc, dtype=torch.int32, device=dev)
         wi.above = wi.st[n * HIST_PASSES * 4:]
-        wf.ab = torch.empty(nc * (HIST_PASSES + 1), dtype=torch.float32, device=dev)
-        wf.above = wf.ab[nc * HIST_PASSES:]
+        wf.ab = torch.empty(_aligned(nc * HIST_PASSES) + nc, dtype=torch.float32, device=dev)
+        wf.above = wf.ab[_aligned(nc * HIST_PASSES):]
     launch(chunked.stats_kernel, L.grid,
            *common, t_ptr, t_val, wi.part, wf.part, wi.gm, wi.plan, wi.gl, k_ptr, k_val, p_ptr,
            p_val, wi.st, arrived_stats, *seeds, out, valid, **L.stats_kw)
@@ -295,7 +308,8 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
     # The two-stage race (rng.py) cuts rows into chunks of CHUNK_TOKENS; a
     # shorter row is one chunk.
     assert n_chunks == 1 or chunk == CHUNK_TOKENS
-    # Size-class constants: every V up to 262144 shares one compiled variant.
+    # The chunk statistics take lanes of a size class (every V up to 262144
+    # shares them); the plan's lanes follow the row (gp2 below).
     cp2 = max(64, _pow2(n_chunks)) if n_chunks > 1 else 1
     warps = 8 if chunk >= 2048 else 4
     L.grid = (n, n_chunks)
@@ -335,10 +349,13 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
     L.bracket = bracket = top_k is None and min_p is None and vocab > cap
     L.g_per_chunk = g_per_chunk = chunk // GROUP
     # plan_row's bisections run over every group maximum of a row, in lanes
-    # of the size class (one compiled variant for every V up to 262144, as
-    # warmup promises; a row-sized count, 4096 lanes at V=128256, would
-    # compile a variant per power of two of chunks).
-    gp2 = cp2 * g_per_chunk
+    # sized to the row: 1024 at V=32000, 4096 at 128256, 8192 at 151936 and
+    # 262144. The size class's 8192 lanes at every V took plan_kernel 18.7
+    # against 11.8 µs at B=256 and 61 against 37 at B=1024, V=128256 (H100,
+    # eleventh session, benchmarks/plan_parts.py). The price: top-k's and
+    # joint's launches compile a variant per power of two of chunks, so
+    # warmup must see each vocabulary size served (its docstring says so).
+    gp2 = _pow2(n_chunks) * g_per_chunk
     L.per_row = 3 + (HIST_PASSES * (1 + HIST_BINS) if bracket else 0)
     L.fuse = fuse = {step: fuse_ok and filtered and n <= rows for step, rows in fuse_rows.items()}
     # Top-k and joint: plan_row and select_row are the rare-heavy tails of
@@ -380,7 +397,8 @@ def _sample_top_p(L, x, out, valid, common, seeds, p_ptr, p_val, t_ptr, t_val):
     part_i = torch.empty(nc * 6, dtype=torch.int32, device=dev)
     part_f = torch.empty(nc * 3, dtype=torch.float32, device=dev)
     # Zeroed per call: one arrival counter per row for each launch.
-    arrived = torch.zeros((1 + ROUNDS) * n, dtype=torch.int32, device=dev)
+    s = _aligned(n)   # each launch's counters 16-byte aligned (_aligned)
+    arrived = torch.zeros((1 + ROUNDS) * s, dtype=torch.int32, device=dev)
     draws = torch.empty(n * 2 * DRAWS, dtype=torch.int32, device=dev)   # tokens, keys
     state = torch.empty(n, dtype=torch.int32, device=dev)
     sums = torch.empty(nc * DRAWS, dtype=torch.float32, device=dev)
@@ -393,7 +411,7 @@ def _sample_top_p(L, x, out, valid, common, seeds, p_ptr, p_val, t_ptr, t_val):
                t_val, **L.draw_kw)
     for k, (grid, kw) in enumerate(L.check):
         launch(chunked.check_kernel, grid,
-               *common, part_i, part_f, draws, state, sums, arrived[(1 + k) * n:], k, *seeds,
+               *common, part_i, part_f, draws, state, sums, arrived[(1 + k) * s:], k, *seeds,
                out, valid, p_ptr, p_val, t_ptr, t_val, **kw)
     if inspect is not None:
         inspect(SimpleNamespace(n=n, reject=True, state=state))

@@ -179,11 +179,12 @@ def collecting(into: list):
     """While open, this thread's launches are appended to ``into`` as
     ``(kernel, grid, args, kwargs)`` and not launched (``warmup``'s compile
     pass; the calls' outputs are then never written)."""
+    outer = getattr(_local, "collect", None)
     _local.collect = into
     try:
         yield into
     finally:
-        _local.collect = None
+        _local.collect = outer
 
 
 def _signature(arg):
@@ -212,6 +213,7 @@ def compile_all(launches: list, threads: int) -> int:
         key = (kernel, tuple(map(_signature, args)), tuple(sorted(kwargs.items())))
         distinct.setdefault(key, (kernel, grid, args, kwargs))
     kernels = {kernel for kernel, *_ in distinct.values() if hasattr(kernel, "device_caches")}
+    device = None
     if kernels:
         # Triton makes each kernel's per-device cache on first use; make it
         # here, once, so that threads do not each make and keep their own.
@@ -222,7 +224,10 @@ def compile_all(launches: list, threads: int) -> int:
     def compile_one(launch):
         kernel, grid, args, kwargs = launch
         try:
-            kernel.warmup(*args, grid=grid, **kwargs)
+            # The current device is per thread (a new one starts on device
+            # 0): compile for, and into the cache of, the caller's device.
+            with torch.cuda.device(device) if device is not None else contextlib.nullcontext():
+                kernel.warmup(*args, grid=grid, **kwargs)
         except Exception:   # noqa: BLE001 - the call that needs it reports it
             pass
 
