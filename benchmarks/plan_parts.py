@@ -26,19 +26,7 @@ import triton.language as tl
 import tokensampler as ts
 import tokensampler.triton as tt
 from tokensampler.triton import chunked
-from tokensampler.triton.chunked import BISECT_STEPS, INT_MIN, combine_stats
-
-
-@triton.jit
-def _bisect_steps(gk, lo, hi, target_c, STEPS: tl.constexpr):
-    lo = lo.to(tl.int64)
-    hi = hi.to(tl.int64)
-    for _ in tl.static_range(STEPS):
-        mid = (lo + hi + 1) // 2
-        enough = tl.sum((gk >= mid.to(tl.int32)).to(tl.int32)) >= target_c
-        lo = tl.where(enough & (lo < hi), mid, lo)
-        hi = tl.where(~enough & (lo < hi), mid - 1, hi)
-    return lo
+from tokensampler.triton.chunked import BISECT_STEPS, INT_MIN, _bisect, combine_stats
 
 
 @triton.jit
@@ -55,7 +43,7 @@ def parts_kernel(pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, C, k, CP2: tl.constex
         gk = tl.load(gm_ptr + j.to(tl.int64) * C * G_PER_CHUNK + g, mask=g < C * G_PER_CHUNK,
                      other=INT_MIN)
         if STEPS > 0:
-            bound = _bisect_steps(gk, kmin, kmax, k, STEPS)
+            bound = _bisect(gk, gk.to(tl.float32), kmin, kmax, k, 0.0, False, STEPS)
         if LIST:
             need = gk >= bound.to(tl.int32)
             ranked = need.to(tl.int32)

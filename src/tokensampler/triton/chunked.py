@@ -648,16 +648,16 @@ def decide_round(j, k, x_ptr, row_off, V, C, pi_ptr, pf_ptr, draws_ptr, st_ptr, 
 
 
 @triton.jit
-def _bisect(gk, gw, lo, hi, target_c, target_m, USE_MASS: tl.constexpr):
+def _bisect(gk, gw, lo, hi, target_c, target_m, USE_MASS: tl.constexpr, STEPS: tl.constexpr):
     """A key x in [lo, hi] with count (or mass) of group maxima >= x reaching
-    the target (or ``lo``), at most ``(hi - lo) / 2**BISECT_STEPS`` below the
-    largest such key: after BISECT_STEPS halvings ``lo`` still reaches the
-    target and ``hi`` is that close. The plan needs a bound, not the exact
+    the target (or ``lo``), at most ``(hi - lo) / 2**STEPS`` below the
+    largest such key: after STEPS halvings ``lo`` still reaches the target
+    and ``hi`` is that close (32 halvings: exactly the largest). The plan needs a bound, not the exact
     largest key: every token at or above it is a candidate, and select_row
     ranks the candidates exactly."""
     lo = lo.to(tl.int64)
     hi = hi.to(tl.int64)
-    for _ in tl.static_range(BISECT_STEPS):
+    for _ in tl.static_range(STEPS):
         mid = (lo + hi + 1) // 2
         ge = gk >= mid.to(tl.int32)   # lo <= mid <= hi: in int32 range
         if USE_MASS:
@@ -689,7 +689,8 @@ def plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, C, B, idx_ptr, stride_
     of ``hist_kernel`` with it (a row whose bracket is empty, ``lo >= hi``,
     is then skipped by every pass). BISECT_STEPS (20) halvings over the
     group maxima, each a count (or mass) over all of them: the bound may sit
-    up to 2**12 keys below the largest valid one (``_bisect``).
+    up to 2**12 keys below the largest valid one (``_bisect``); 32 with
+    BRACKET, exact.
     """
     ok, _off, k, p, _m, greedy, inv_t = request(
         j, idx_ptr, B, stride_row, k_ptr, k_val, p_ptr, p_val, k_ptr, 0.0, t_ptr, t_val,
@@ -708,13 +709,19 @@ def plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, C, B, idx_ptr, stride_
         bound = kmin.to(tl.int64)
         if k_on:
             # k groups whose maxima reach L hold at least k tokens >= L.
-            bound = _bisect(gk, gk.to(tl.float32), kmin, kmax, k, 0.0, False)
+            bound = _bisect(gk, gk.to(tl.float32), kmin, kmax, k, 0.0, False, BISECT_STEPS)
         if p_on & (JOINT | ~k_on):
             gw = row.weight(row.key_value(gk, FROM_LOGITS), gk > INT_MIN, ref, mul, FROM_LOGITS)
             # Group maxima alone reach the target: so do all tokens >= L. The
             # margin absorbs float32 rounding between this sum and select's.
             target = p * total * (1.0 + 1e-5) + 1e-30
-            bp = _bisect(gk, gw, kmin, kmax, 0, target, True)
+            if BRACKET:
+                # Exact for the histogram path: a row whose largest token
+                # alone reaches p gets the empty bracket lo = hi = kmax, and
+                # every pass skips it.
+                bp = _bisect(gk, gw, kmin, kmax, 0, target, True, 32)
+            else:
+                bp = _bisect(gk, gw, kmin, kmax, 0, target, True, BISECT_STEPS)
             bound = tl.maximum(bound, bp)
         if not BRACKET:
             need = gk >= bound.to(tl.int32)   # past the row: INT_MIN, below any bound
