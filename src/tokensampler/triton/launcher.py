@@ -210,7 +210,11 @@ def compile_all(launches: list, threads: int) -> int:
     """
     distinct = {}
     for kernel, grid, args, kwargs in launches:
-        key = (kernel, tuple(map(_signature, args)), tuple(sorted(kwargs.items())))
+        params = getattr(kernel, "params", ())
+        # An int Triton does not specialise (do_not_specialize) counts by type.
+        sig = tuple(type(a) if i < len(params) and getattr(params[i], "do_not_specialize", False)
+                    else _signature(a) for i, a in enumerate(args))
+        key = (kernel, sig, tuple(sorted(kwargs.items())))
         distinct.setdefault(key, (kernel, grid, args, kwargs))
     kernels = {kernel for kernel, *_ in distinct.values() if hasattr(kernel, "device_caches")}
     device = None
