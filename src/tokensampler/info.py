@@ -36,8 +36,8 @@ def check_kernels(devices: list[str]) -> dict[str, str]:
             warnings.simplefilter("ignore", FallbackWarning)
             try:
                 report = warmup([1000], device=dev, per_row=(True,))
-                results[dev] = (f"every op ran in each launch form ({sum(r['seconds'] for r in report):.1f} s "
-                                f"with compilation)")
+                seconds = sum(r["seconds"] for r in report)
+                results[dev] = f"every op ran in each launch form ({seconds:.1f} s with compilation)"
             except Exception as exc:   # reported, not raised: info must finish
                 results[dev] = f"failed: {type(exc).__name__}: {exc}"
         if dev in dispatch.fallbacks():

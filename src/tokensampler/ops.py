@@ -128,28 +128,26 @@ def warmup(vocab_sizes: Iterable[int] = (32000,), dtypes: Iterable[torch.dtype] 
     except (RuntimeError, TypeError) as exc:
         raise ArgumentError(f"warmup: argument 'device' must name a torch device such as "
                             f"'cuda' or 'cuda:1', got {device!r}") from exc
-    for arg, value in (("vocab_sizes", vocab_sizes), ("dtypes", dtypes), ("per_row", per_row)):
+    lists = {"vocab_sizes": vocab_sizes, "dtypes": dtypes, "per_row": per_row, "batches": batches}
+    for arg, value in lists.items():
+        if value is None:   # (batches: the backend's own below)
+            continue
         if isinstance(value, (int, bool, torch.dtype, str)) or not hasattr(value, "__iter__"):
             raise ArgumentTypeError(f"warmup: argument '{arg}' must be a list, got "
                                     f"{type(value).__name__} {value!r} (write [{value!r}])")
-    vocab_sizes, dtypes, per_row = list(vocab_sizes), list(dtypes), list(per_row)
+        lists[arg] = list(value)
+    vocab_sizes, dtypes, per_row, batches = lists.values()
     chosen, _ = dispatch.choose("warmup", backend, device)   # names a bad backend as warmup's
     try:
         module = dispatch.load(chosen)
     except Exception:   # noqa: BLE001 - the calls below fall back (or raise) and say why
         module = None
     if batches is None:
-        batches = module.warm_batches() if module is not None else [2]
-    elif isinstance(batches, int) or not hasattr(batches, "__iter__"):
-        raise ArgumentTypeError(f"warmup: argument 'batches' must be a list, got "
-                                f"{type(batches).__name__} {batches!r} (write [{batches!r}])")
-    batches = list(batches)
-    bad = [b for b in batches if isinstance(b, bool) or not isinstance(b, int) or b < 1]
-    if bad:
-        raise ArgumentError(f"warmup: argument 'batches' must hold positive ints, got {bad}")
-    bad = [v for v in vocab_sizes if isinstance(v, bool) or not isinstance(v, int) or v < 1]
-    if bad:
-        raise ArgumentError(f"warmup: argument 'vocab_sizes' must hold positive ints, got {bad}")
+        batches = list(module.warm_batches()) if module is not None else [2]
+    for arg, values in (("vocab_sizes", vocab_sizes), ("batches", batches)):
+        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 1]
+        if bad:
+            raise ArgumentError(f"warmup: argument '{arg}' must hold positive ints, got {bad}")
     bad = [d for d in dtypes if d not in (torch.float32, torch.float16, torch.bfloat16)]
     if bad:
         raise ArgumentError(f"warmup: argument 'dtypes' must hold torch.float32, torch.float16 "
