@@ -28,10 +28,20 @@
 # those batches. BENCH="..." adds a bench.py run with those arguments
 # (BENCH_LIMIT=seconds bounds it, default 400). EXTRA="script args" runs
 # that script on GPU 0 before the profile (extra.txt). LIMIT=seconds bounds
-# each correctness job (default 480).
+# each correctness job (default 480). TOTAL=seconds (default 570) bounds the
+# whole script: every step gets at most what is left of it, so the summary
+# and the archive are written before a device call's limit cuts it off.
 set -uo pipefail
 OUT=${OUT:-gpu-check}
 LIMIT=${LIMIT:-480}
+TOTAL=${TOTAL:-570}
+left() {
+    # left [CAP]: seconds a step may take: what is left of TOTAL, less 25 s
+    # for the summary and the archive, and at most CAP; at least 1.
+    local l=$(( TOTAL - SECONDS - 25 ))
+    [ -n "${1:-}" ] && [ "$1" -lt "$l" ] && l=$1
+    echo $(( l > 1 ? l : 1 ))
+}
 mkdir -p "$OUT"
 W=$(mktemp -d)   # everything goes here, then into one archive
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -41,7 +51,7 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$W/card.txt"
 GPUS=$(nvidia-smi -L | wc -l)
 if [ -n "${PREWARM:-}" ]; then
     start=$SECONDS
-    timeout -s TERM "${PREWARM_LIMIT:-240}" python3 -c "
+    timeout -s TERM "$(left "${PREWARM_LIMIT:-240}")" python3 -c "
 import torch, tokensampler as ts
 report = ts.warmup([32000, 128256], [torch.float32, torch.bfloat16, torch.float16], 'cuda')
 print(len(report), 'calls')" > "$W/prewarm.txt" 2>&1
@@ -55,7 +65,7 @@ check() {
     local name=$1; shift
     local gpu=$(( GPUS > 1 ? 1 + job % (GPUS - 1) : 0 ))
     job=$(( job + 1 ))
-    CUDA_VISIBLE_DEVICES=$gpu timeout -s TERM "$LIMIT" "$@" > "$W/$name.txt" 2>&1 &
+    CUDA_VISIBLE_DEVICES=$gpu timeout -s TERM "$(left "$LIMIT")" "$@" > "$W/$name.txt" 2>&1 &
 }
 PYTEST="python3 -m pytest -v -m gpu tests/test_gpu.py -p no:cacheprovider -o faulthandler_timeout=$(( LIMIT - 30 ))"
 (
@@ -77,34 +87,34 @@ PYTEST="python3 -m pytest -v -m gpu tests/test_gpu.py -p no:cacheprovider -o fau
 checks=$!
 if [ "$GPUS" -le 1 ]; then wait "$checks"; fi
 if [ -n "${EXTRA:-}" ]; then
-    python3 $EXTRA > "$W/extra.txt" 2>&1
+    timeout -s TERM "$(left)" python3 $EXTRA > "$W/extra.txt" 2>&1
 fi
-python3 benchmarks/profile_kernels.py > "$W/kernels.txt" 2>&1
+timeout -s TERM "$(left)" python3 benchmarks/profile_kernels.py > "$W/kernels.txt" 2>&1
 for base in ${BASE:-}; do
     # The same profile of another checkout's src (e.g. main, exported to an
     # ignored folder and carried), in the same run on the same card.
-    PYTHONPATH=/tmp/site:$base/src python3 benchmarks/profile_kernels.py \
+    PYTHONPATH=/tmp/site:$base/src timeout -s TERM "$(left)" python3 benchmarks/profile_kernels.py \
         > "$W/kernels_$(basename "$base" | tr -d .).txt" 2>&1
 done
 if [ -n "${SPLIT:-}" ]; then
-    python3 benchmarks/profile_kernels.py --split > "$W/kernels_split.txt" 2>&1
+    timeout -s TERM "$(left)" python3 benchmarks/profile_kernels.py --split > "$W/kernels_split.txt" 2>&1
 fi
 if [ -n "${FUSION:-}" ]; then
     # Fused against separate per-row steps at these batches (sets FUSE_ROWS).
-    python3 benchmarks/profile_fusion.py --batch $FUSION > "$W/fusion.txt" 2>&1
+    timeout -s TERM "$(left)" python3 benchmarks/profile_fusion.py --batch $FUSION > "$W/fusion.txt" 2>&1
 fi
 if [ -n "${BENCH:-}" ]; then
     # Cut off after BENCH_LIMIT seconds, it still writes what it measured.
-    timeout -s TERM "${BENCH_LIMIT:-400}" python3 benchmarks/bench.py --out "$W/bench" $BENCH \
+    timeout -s TERM "$(left "${BENCH_LIMIT:-400}")" python3 benchmarks/bench.py --out "$W/bench" $BENCH \
         > "$W/bench.txt" 2>&1
 fi
 if [ -z "${SKIP_SANITIZE:-}" ]; then
     # Every op through the kernels at V=5000 (two chunks of every path; memcheck
     # with top-p's draws in their own launch, racecheck in the stats tail):
     # no invalid access, no shared-memory hazard (docs/reliability.md section 5).
-    compute-sanitizer --tool memcheck --error-exitcode 7 python3 tests/sanitize_ops.py 5000 --fp32 --split \
+    timeout -s TERM "$(left)" compute-sanitizer --tool memcheck --error-exitcode 7 python3 tests/sanitize_ops.py 5000 --fp32 --split \
         > "$W/memcheck.txt" 2>&1
-    compute-sanitizer --tool racecheck --print-limit 100 python3 tests/sanitize_ops.py 5000 --fp32 \
+    timeout -s TERM "$(left)" compute-sanitizer --tool racecheck --print-limit 100 python3 tests/sanitize_ops.py 5000 --fp32 \
         > "$W/racecheck.txt" 2>&1
 fi
 if [ "$GPUS" -gt 1 ]; then wait "$checks"; fi
