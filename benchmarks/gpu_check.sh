@@ -75,9 +75,9 @@ PYTEST="python3 -m pytest -v -m gpu tests/test_gpu.py -p no:cacheprovider -o fau
     # H100, eleventh session): a job of its own.
     check direct $PYTEST -k "direct_launches"
     check rest $PYTEST --durations=5 \
-        -k "not large_sizes and not direct_launches and not doctor and not warmup and not watchdog and not exit"
+        -k "not large_sizes and not direct_launches and not doctor and not warmup and not watchdog and not exit and not scalar_top_k"
     check ops $PYTEST -k "(doctor or watchdog or exit) and not warmup"
-    check warmup $PYTEST -k "warmup"
+    check warmup $PYTEST -k "warmup or scalar_top_k"
     check agr python3 benchmarks/agreement.py --rows "${AGREEMENT_ROWS:-1000000}"
     # Hostile rows through every sampler under the watchdog (the 10^6-row run is
     # benchmarks/gpu_reliability.sh; this smaller one goes with every kernel change).

@@ -76,6 +76,27 @@ def test_large_sizes_match_reference(vocab, batch, names):
     assert bad <= max(1, total // 10000), f"{bad} of {total} tokens differ"
 
 
+def test_large_scalar_top_k_in_smaller_groups():
+    """A scalar top_k over a quarter of a row's 32-token groups reads groups
+    of 8 (k=1000, V=32000) or 16 (k=5000, V=128256; triton._group): their
+    compiled variants match the reference token for token, fused (64
+    outputs) and as launches of their own (99), bf16 too."""
+    import tokensampler.triton as tt
+    for vocab, k, batch, dtype in ((32000, 1000, 64, torch.float32),
+                                   (32000, 1000, 99, torch.bfloat16),
+                                   (128256, 5000, 99, torch.float32)):
+        assert tt._group(vocab, k) < tt.GROUP
+        logits, probs = inputs(batch, vocab, 3, dtype)
+        for name in ("top_k", "logits_kp"):
+            fn = SAMPLERS[name]
+            ref = fn(logits, probs, k, 0.9, 0.1, 0.7, seed=8, return_valid=True,
+                     backend="reference")
+            got = fn(logits, probs, k, 0.9, 0.1, 0.7, seed=8, return_valid=True,
+                     backend="triton")
+            assert torch.equal(got[1], ref[1]), (vocab, k, batch, name)
+            assert torch.equal(got[0], ref[0]), (vocab, k, batch, name)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_inputs(dtype):
     total, bad = check(128256, 128, seed=2, dtype=dtype, names=FEW)
@@ -134,9 +155,10 @@ def test_direct_launches_agree_with_tritons_path(monkeypatch):
     4 bytes off 16-byte alignment, and top_k of 1, 16 and 50 (Triton
     specialises ints on == 1 and on multiples of 16), interleaved, must give
     bitwise the tokens of Triton's own path, and the second round must be
-    launched directly. So must 99 outputs (per-row steps as launches of
-    their own), plain and min-p, indices, and per-request tensors 4 bytes
-    off alignment. (Few samplers: the full set compiled for over 4 minutes.)"""
+    launched directly. So must a row stride that is not a multiple of 16,
+    99 outputs (per-row steps as launches of their own), plain and min-p,
+    indices, and per-request tensors 4 bytes off alignment. (Few samplers:
+    the full set compiled for over 4 minutes.)"""
     from tokensampler.triton import launcher
     batch, vocab = _rows(40), 128256
     logits, probs = inputs(batch, vocab, 5, scale=1.0)
@@ -145,6 +167,10 @@ def test_direct_launches_agree_with_tritons_path(monkeypatch):
     off_l.copy_(logits)
     off_p.copy_(probs)
     assert off_l.data_ptr() % 16 == 4 and off_p.data_ptr() % 16 == 4
+    wide_l = torch.empty(batch, vocab + 8, device=DEV)[:, :vocab]
+    wide_p = torch.empty(batch, vocab + 8, device=DEV)[:, :vocab]
+    wide_l.copy_(logits)
+    wide_p.copy_(probs)
     k, p, m, t = params(batch, vocab, 5)
     seeds = dict(seed=torch.arange(batch, device=DEV) + 3, offset=torch.full((batch,), 2, device=DEV))
     cases = []
@@ -156,6 +182,10 @@ def test_direct_launches_agree_with_tritons_path(monkeypatch):
         cases.append(lambda fn=fn: fn(logits, probs, k, p, m, t, return_valid=True,
                                       backend="triton", **seeds))
         cases.append(lambda fn=fn: fn(off_l, off_p, 50, 0.9, 0.1, 0.7, seed=11,
+                                      return_valid=True, backend="triton"))
+        # A row stride of another int class (128264: not a multiple of 16),
+        # which the call's key must tell apart (launcher.plan, complete).
+        cases.append(lambda fn=fn: fn(wide_l, wide_p, 50, 0.9, 0.1, 0.7, seed=11,
                                       return_valid=True, backend="triton"))
     # Above FUSE_ROWS (plan and select as launches of their own, 1-D grids),
     # plain and min-p (the mass pointer 8 bytes into a workspace), indices,

@@ -358,6 +358,107 @@ def test_select_sorts_sized_to_the_candidates(monkeypatch):
     assert counts[0] <= 256 < counts[1] <= 2048 < counts[3] <= 4096, counts
 
 
+def test_a_complete_key_launches_without_checks_and_the_samplers_key_is_complete(monkeypatch):
+    """Under ``plan(key, complete=True)`` a launch made once goes straight to
+    its variant, without the per-argument checks: the key must fix every
+    argument's type and int class. The samplers' key (triton._key) does: it
+    changes with the input's dtype, alignment and row stride's class."""
+    import threading
+    import tokensampler.triton as tt
+    from tokensampler.triton import launcher
+    monkeypatch.setattr(launcher, "_local", threading.local())
+    monkeypatch.setattr(launcher, "_sites", {})
+    monkeypatch.setattr(launcher, "DIRECT", True)
+    monkeypatch.setattr(launcher, "_device_and_stream", lambda: (0, "stream"))
+    monkeypatch.setattr(launcher, "_knobs", SimpleNamespace(launch_enter_hook=None,
+                                                            launch_exit_hook=None))
+    log = []
+    kernel = _StandInKernel(log)
+    x = torch.zeros(4)
+
+    def call(n=5, complete=True):
+        launcher.plan("k", complete=complete)
+        launcher.launch(kernel, (2,), x, n, 0.5, A=3, num_warps=4)
+        return log[-1][0]
+
+    assert call() == "triton" and call() == "direct"
+    assert call(n=32) == "direct"                   # trusted: the key must have said so
+    assert call(n=32, complete=False) == "triton"   # checked
+    monkeypatch.setattr(launcher, "_knobs", SimpleNamespace(
+        launch_enter_hook=SimpleNamespace(calls=[print]), launch_exit_hook=None))
+    assert call() == "triton"                       # a profiler's hook, looked at in plan
+    L = object()
+    base = torch.zeros(2, 1040)
+    key = lambda v: tt._key(L, v, ("s",))
+    a, shifted, half = base[:, :1000], base[:, 1:1001], torch.zeros(2, 1000).half()
+    s1000, s1001 = torch.zeros(2, 1000), torch.zeros(2, 1001)[:, :1000]
+    assert len({key(a), key(shifted), key(half), key(s1000)}) == 4
+    assert key(s1000) == key(s1001)   # neither 1 nor a multiple of 16: one class
+
+
+def test_a_large_scalar_top_k_reads_smaller_groups(monkeypatch):
+    """Top-k 1000 at V=32000: the k-th largest of 1000 group maxima is the
+    smallest, so with 32-token groups every token was a candidate and every
+    row overflowed to the single-program path (555 µs against FlashInfer's
+    14 on an H200). A scalar top_k over a quarter of the groups halves the
+    group size (down to 8): the candidates fit, and the tokens match the
+    reference. Per-request tensors keep 32-token groups."""
+    import tokensampler.triton as tt
+    assert [tt._group(32000, k) for k in (50, 250, 251, 501, 1000)] == [32, 32, 16, 8, 8]
+    assert tt._group(262144, 5000) == 32            # the plan's lanes stay within 8192
+    assert tt._group(32000, torch.tensor([1000])) == 32
+    seen = []
+    monkeypatch.setattr(tt, "inspect", seen.append)
+    vocab = 32000
+    logits = torch.randn(2, vocab, generator=torch.Generator().manual_seed(5)).to(DEVICE)
+    probs = torch.softmax(logits, dim=1)
+    for fn in (lambda **kw: ts.top_k_sampling_from_probs(probs, 1000, **kw),
+               lambda **kw: ts.top_k_top_p_sampling_from_logits(logits, 1000, 0.9, **kw)):
+        ref = fn(seed=3, return_valid=True, backend="reference")
+        got = fn(seed=3, return_valid=True, backend="triton")
+        assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+        counts = seen[-1].count.tolist()
+        assert all(1000 <= c <= 2048 for c in counts), counts   # 32-token groups: all 32000
+
+
+def test_workspaces_are_kept_per_layout_thread_and_stream(monkeypatch):
+    """A layout's workspaces are views of one buffer the calling thread keeps
+    (triton/workspace.py): the next call with that layout reuses them (so its
+    counters must be zeroed again, or the row's last program is never seen),
+    another thread gets its own, a layout past MAX_BYTES gets fresh tensors
+    each call, and every call's tokens still match the reference."""
+    import threading
+    import tokensampler.triton as tt
+    from tokensampler.triton import workspace
+    seen = []
+    monkeypatch.setattr(tt, "inspect", seen.append)
+    workspace.release()
+    vocab = 1000
+
+    def both(seed, fn):
+        logits, probs = make_inputs(3, vocab, seed)
+        ref = fn(logits, probs, seed=seed, return_valid=True, backend="reference")
+        got = fn(logits, probs, seed=seed, return_valid=True, backend="triton")
+        assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]), seed
+        return getattr(seen[-1], "count", None)   # a workspace view (the tensor object)
+
+    top_k = lambda lg, pr, **kw: ts.top_k_sampling_from_probs(pr, 7, **kw)
+    top_p = lambda lg, pr, **kw: ts.top_p_sampling_from_probs(pr, 0.5, **kw)
+    first = both(1, top_k)
+    assert both(2, top_k) is first             # the same views, counters zeroed again
+    both(3, top_p)
+    both(4, top_p)                             # (top-p's arrival counters too)
+    other = []
+    thread = threading.Thread(target=lambda: other.append(both(5, top_k)))
+    thread.start()
+    thread.join()
+    assert other and other[0].data_ptr() != first.data_ptr()   # a buffer of its own
+    workspace.release()
+    monkeypatch.setattr(workspace, "MAX_BYTES", 64)
+    assert both(6, top_k) is not both(7, top_k)   # past MAX_BYTES: fresh each call
+    workspace.release()
+
+
 def test_strided_per_row_tensors():
     """Per-output parameters, seeds, offsets and indices given as strided views
     (every other element of a longer tensor) read the same values as copies."""

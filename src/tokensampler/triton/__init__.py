@@ -20,12 +20,14 @@ from . import chunked
 from .bracket import hist_kernel, narrow_kernel
 from ..reference import DRAWS, ROUNDS
 from .kernels import filter_kernel
-from . import launcher
+from . import launcher, workspace
 from .launcher import launch
 
 name = "triton"
 CAP = 4096      # most candidate slots per row in the pruned top-k / top-p path
-GROUP = 32      # tokens per group maximum
+GROUP = 32      # tokens per group maximum (fewer for a large scalar top_k: _group)
+MIN_GROUP = 8
+PLAN_LANES = 8192   # most group maxima plan_row holds in registers
 HIST_PASSES = 3    # histogram passes that narrow a top-p bracket before compaction
 HIST_BINS = 256    # bins per histogram pass (128 and 256 measured alike; 512 slower)
 # Each per-row step (plan, narrow, select, top-p's round-0 draws) runs in
@@ -121,6 +123,31 @@ def _chunk(vocab: int) -> int:
     return max(GROUP, min(CHUNK_TOKENS, _pow2(vocab)))
 
 
+def _group(vocab: int, top_k) -> int:
+    """Tokens per group maximum for a call: GROUP, halved (down to MIN_GROUP)
+    while a scalar ``top_k`` is more than a quarter of the row's groups.
+
+    plan_row's bound is the k-th largest group maximum, so every token of
+    the k groups reaching it is a candidate: with k near the number of
+    groups that is nearly the whole row. Top-k 1000 at V=32000 (1000 groups
+    of 32) overflowed the candidate buffer in every row and went to the
+    single-program path: 555 µs at B=1 against FlashInfer's 14 (H200,
+    twelfth session). With 4000 groups of 8 about 1130 tokens are
+    candidates (iid logits: 32000 * (1 - 0.75 ** (1 / 8))). A per-request
+    top_k tensor keeps GROUP: its values are not known on the host. The
+    plan's lanes (a power of two of chunks times the groups a chunk) stay
+    within PLAN_LANES, so only rows up to 131072 tokens get smaller groups."""
+    if type(top_k) is not int or top_k <= 0:
+        return GROUP
+    chunk = _chunk(vocab)
+    lanes = _pow2(-(-vocab // chunk)) * chunk
+    group = GROUP
+    while (group > MIN_GROUP and vocab // group < 4 * top_k
+           and lanes // (group // 2) <= PLAN_LANES):
+        group //= 2
+    return group
+
+
 def _spec(value):
     """A parameter's part of a call's key: absent, a number of this type, or
     a tensor of this dtype, 16-byte alignment and length."""
@@ -186,9 +213,13 @@ def _sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     specs = (_spec(call.indices), _spec(top_k), _spec(top_p), _spec(min_p), _spec(temp),
              _spec(call.seed), _spec(call.offset))
     L = _layout(batch, vocab, n, dev, call.from_logits, call.joint, call.seed_per_output,
-                *specs[:5], tuple(FUSE_ROWS.values()), _FUSE_OK, CHECK_SPAN)
+                *specs[:5], _group(vocab, top_k), tuple(FUSE_ROWS.values()), _FUSE_OK,
+                CHECK_SPAN)
+    stride = x.stride(0)
+    stream = None
     if dev.type == "cuda":
-        launcher.plan((L, x.dtype, x.data_ptr() & 15, *specs))
+        launcher.plan(_key(L, x, specs), complete=True)
+        stream = launcher.current_stream()
     dummy = call.seed
     k_ptr, k_val, _ = _param(top_k, dummy, 0)
     p_ptr, p_val, _ = _param(top_p, dummy, 1.0)
@@ -196,88 +227,124 @@ def _sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     t_ptr, t_val, _ = _param(temp, dummy, 1.0)
     idx = call.indices if call.indices is not None else dummy
     seeds = (call.seed, int(call.seed.shape[0] > 1), call.offset, int(call.offset.shape[0] > 1))
-    common = (x, x.stride(0), vocab, batch, L.n_chunks, idx)
+    common = (x, stride, vocab, batch, L.n_chunks, idx)
     if L.top_p_alone:
-        return _sample_top_p(L, x, out, valid, common, seeds, p_ptr, p_val, t_ptr, t_val)
-    nc = L.nc
-    wi = SimpleNamespace(part=torch.empty(nc * 6, dtype=torch.int32, device=dev))
-    wf = SimpleNamespace(part=torch.empty(nc * 3, dtype=torch.float32, device=dev))
-    wi.gm = wi.plan = wi.gl = wi.st = wi.above = wf.ab = wi.arrived = dummy
-    arrived_stats = dummy
+        w = workspace.get(L, _carve_top_p, dev, stream)
+        return _sample_top_p(L, w, out, valid, common, seeds, p_ptr, p_val, t_ptr, t_val)
+    w = workspace.get(L, _carve, dev, stream)
     if L.filtered:
-        # Zeroed per call: the arrival counters of the launches that end in
-        # per-row work (stats -> plan_row, each histogram pass -> narrow_row,
-        # compact -> select_row), compact's slot counter, the histogram bins.
-        # Sections start every s >= n entries, 16-byte aligned (_aligned).
-        s = _aligned(n)
-        zeroed = torch.zeros(s * L.per_row, dtype=torch.int32, device=dev)
-        arrived_stats, arrived_compact = zeroed[:n], zeroed[s:s + n]
-        wi.count = zeroed[2 * s:2 * s + n]
-        wi.arrived = zeroed[3 * s:(3 + HIST_PASSES) * s]
-        wi.hist = zeroed[(3 + HIST_PASSES) * s:]
-        wi.gm = torch.empty(nc * L.g_per_chunk, dtype=torch.int32, device=dev)
-        wi.plan = torch.empty(n * 4, dtype=torch.int32, device=dev)
-    if L.filtered and not L.bracket:
-        # Top-k and joint: each row's list of the groups holding candidates.
-        wi.gl = torch.empty(nc * L.g_per_chunk, dtype=torch.int32, device=dev)
-    wf.above = wf.part
-    if L.bracket:
-        # Per pass: bracket states and mass above per chunk; then the count
-        # above the final bracket per chunk (compact_kernel).
-        wi.st = torch.empty(n * HIST_PASSES * 4 + nc, dtype=torch.int32, device=dev)
-        wi.above = wi.st[n * HIST_PASSES * 4:]
-        wf.ab = torch.empty(_aligned(nc * HIST_PASSES) + nc, dtype=torch.float32, device=dev)
-        wf.above = wf.ab[_aligned(nc * HIST_PASSES):]
+        w.zeroed.zero_()
     launch(chunked.stats_kernel, L.grid,
-           *common, t_ptr, t_val, wi.part, wf.part, wi.gm, wi.plan, wi.gl, k_ptr, k_val, p_ptr,
-           p_val, wi.st, arrived_stats, *seeds, out, valid, **L.stats_kw)
+           *common, t_ptr, t_val, w.part_i, w.part_f, w.gm, w.plan, w.gl, k_ptr, k_val, p_ptr,
+           p_val, w.st, w.arrived_stats, *seeds, out, valid, **L.stats_kw)
     if not L.filtered:
-        if min_p is None:
-            mass, step = wf.part[2:], 3   # each chunk's whole mass, from stats
-        else:
-            mass, step = torch.empty(nc, dtype=torch.float32, device=dev), 1
+        if min_p is not None:
             launch(chunked.min_p_mass_kernel, L.grid,
-                   *common, m_ptr, m_val, t_ptr, t_val, wi.part, wf.part, mass, **L.min_p_kw)
+                   *common, m_ptr, m_val, t_ptr, t_val, w.part_i, w.part_f, w.mass, **L.min_p_kw)
         launch(chunked.final_kernel, (n,),
-               *common, wi.part, wf.part, mass, step, *seeds, m_ptr, m_val, t_ptr, t_val, out,
-               valid, **L.final_kw)
+               *common, w.part_i, w.part_f, w.mass, L.mass_step, *seeds, m_ptr, m_val, t_ptr,
+               t_val, out, valid, **L.final_kw)
         return out, valid
     if not L.fuse["plan"]:   # (plain and min-p returned above)
         launch(chunked.plan_kernel, (n,),
-               wi.part, wf.part, wi.gm, wi.plan, wi.gl, L.n_chunks, batch, idx, x.stride(0), k_ptr,
-               k_val, p_ptr, p_val, t_ptr, t_val, wi.st, **L.plan_kw)
-    cand = torch.empty(n * L.cap, dtype=torch.int64, device=dev)
+               w.part_i, w.part_f, w.gm, w.plan, w.gl, L.n_chunks, batch, idx, stride, k_ptr,
+               k_val, p_ptr, p_val, t_ptr, t_val, w.st, **L.plan_kw)
     if L.bracket:
         # Rows whose bracket already fits return at once. The narrowing runs
         # once per row, not in every chunk's program (that cost more than a
         # launch, measured on an H200).
         for k in range(HIST_PASSES):
             launch(hist_kernel, L.grid,
-                   *common, p_ptr, p_val, t_ptr, t_val, wi.part, wf.part, wi.plan, wi.st, wi.hist,
-                   wf.ab, wi.arrived, k, **L.hist_kw)
+                   *common, p_ptr, p_val, t_ptr, t_val, w.part_i, w.part_f, w.plan, w.st,
+                   w.hist, w.ab, w.arrived, k, **L.hist_kw)
             if not L.fuse["narrow"]:
                 # The warps of the fused form: the same reduction order, so
                 # a row's bracket, and token, do not depend on the batch size.
                 launch(narrow_kernel, (n,),
-                       wi.part, wf.part, wi.plan, wi.st, wi.hist, wf.ab, k, L.n_chunks, batch, idx,
-                       x.stride(0), p_ptr, p_val, t_ptr, t_val, **L.narrow_kw)
+                       w.part_i, w.part_f, w.plan, w.st, w.hist, w.ab, k, L.n_chunks, batch, idx,
+                       stride, p_ptr, p_val, t_ptr, t_val, **L.narrow_kw)
     sel = (*seeds, out, valid, k_ptr, k_val, p_ptr, p_val, m_ptr, m_val, t_ptr, t_val)
     launch(chunked.compact_kernel, L.grid,
-           *common, wi.part, wf.part, wi.gm, wi.plan, wi.gl, wi.count, cand, wf.above, wi.above,
-           arrived_compact, *sel, **L.compact_kw)
+           *common, w.part_i, w.part_f, w.gm, w.plan, w.gl, w.count, w.cand, w.above,
+           w.n_above, w.arrived_compact, *sel, **L.compact_kw)
     if not L.fuse["select"]:
         launch(chunked.select_kernel, (n,),
-               *common, wi.part, wf.part, wi.plan, wi.count, cand, wf.above, wi.above, *sel,
+               *common, w.part_i, w.part_f, w.plan, w.count, w.cand, w.above, w.n_above, *sel,
                **L.select_kw)
     if inspect is not None:
         passes = None
         if L.bracket:   # histogram passes that counted each row (its bracket state was active)
-            st = wi.st[: n * HIST_PASSES * 4].view(n, HIST_PASSES, 4)
+            st = w.st[: n * HIST_PASSES * 4].view(n, HIST_PASSES, 4)
             passes = ((st[..., 0] < st[..., 1]) & (st[..., 2] > L.cap)).sum(1)
-        inspect(SimpleNamespace(n=n, cap=L.cap, bracket=L.bracket, count=wi.count, st=wi.st,
-                                passes=passes, part_i=wi.part, part_f=wf.part, gm=wi.gm,
-                                plan=wi.plan, gl=wi.gl, cand=cand))
+        inspect(SimpleNamespace(n=n, cap=L.cap, bracket=L.bracket, count=w.count, st=w.st,
+                                passes=passes, part_i=w.part_i, part_f=w.part_f, gm=w.gm,
+                                plan=w.plan, gl=w.gl, cand=w.cand))
     return out, valid
+
+
+def _key(L, x: torch.Tensor, specs: tuple) -> tuple:
+    """The launcher's key for a call (launcher.plan, complete): with the
+    layout and the parameters' specs, the input's dtype, its alignment and
+    its row stride's int class fix every argument of every launch (the
+    workspaces are the layout's own views, the outputs fresh and aligned)."""
+    return L, x.dtype, x.data_ptr() & 15, launcher.int_class(x.stride(0)), *specs
+
+
+def _carve(L, alloc) -> SimpleNamespace:
+    """The workspaces of a layout's launches (plain, min-p, top-k, joint, the
+    histogram bracket), from ``alloc(numel, dtype)``; workspace.get keeps
+    them for the next call with this layout. A workspace a launch does not
+    use is a 4-entry stand-in."""
+    n, nc = L.n, L.nc
+    w = SimpleNamespace()
+    w.part_i = alloc(nc * 6, torch.int32)
+    w.part_f = alloc(nc * 3, torch.float32)
+    w.gm = w.plan = w.gl = w.st = w.n_above = w.arrived_stats = w.hist = w.arrived = \
+        w.count = w.arrived_compact = w.ab = alloc(4, torch.int32)
+    w.above = w.mass = w.part_f
+    if L.filtered:
+        # Zeroed each call: the arrival counters of the launches that end in
+        # per-row work (stats -> plan_row, each histogram pass -> narrow_row,
+        # compact -> select_row), compact's slot counter, the histogram bins.
+        # Sections start every s >= n entries, 16-byte aligned (_aligned).
+        s = _aligned(n)
+        w.zeroed = alloc(s * L.per_row, torch.int32)
+        w.arrived_stats, w.arrived_compact = w.zeroed[:n], w.zeroed[s:s + n]
+        w.count = w.zeroed[2 * s:2 * s + n]
+        w.arrived = w.zeroed[3 * s:(3 + HIST_PASSES) * s]
+        w.hist = w.zeroed[(3 + HIST_PASSES) * s:]
+        w.gm = alloc(nc * L.g_per_chunk, torch.int32)
+        w.plan = alloc(n * 4, torch.int32)
+        w.cand = alloc(n * L.cap, torch.int64)
+        if not L.bracket:
+            # Top-k and joint: each row's list of the groups holding candidates.
+            w.gl = alloc(nc * L.g_per_chunk, torch.int32)
+        else:
+            # Per pass: bracket states and mass above per chunk; then the count
+            # above the final bracket per chunk (compact_kernel).
+            w.st = alloc(n * HIST_PASSES * 4 + nc, torch.int32)
+            w.n_above = w.st[n * HIST_PASSES * 4:]
+            w.ab = alloc(_aligned(nc * HIST_PASSES) + nc, torch.float32)
+            w.above = w.ab[_aligned(nc * HIST_PASSES):]
+    elif L.has_min_p:
+        w.mass = alloc(nc, torch.float32)   # kept mass per chunk (min_p_mass_kernel)
+    else:
+        w.mass = w.part_f[2:]   # each chunk's whole mass, from stats (every third entry)
+    return w
+
+
+def _carve_top_p(L, alloc) -> SimpleNamespace:
+    """Top-p by rejection's workspaces (:func:`_sample_top_p`), as :func:`_carve`."""
+    n, nc = L.n, L.nc
+    s = _aligned(n)   # each launch's counters 16-byte aligned (_aligned)
+    w = SimpleNamespace(part_i=alloc(nc * 6, torch.int32), part_f=alloc(nc * 3, torch.float32))
+    # Zeroed each call: one arrival counter per row for each launch.
+    w.arrived = alloc((1 + ROUNDS) * s, torch.int32)
+    w.arrived_at = [w.arrived[(1 + k) * s:] for k in range(ROUNDS)]
+    w.draws = alloc(n * 2 * DRAWS, torch.int32)   # tokens, keys
+    w.state = alloc(n, torch.int32)
+    w.sums = alloc(nc * DRAWS, torch.float32)
+    return w
 
 
 def _per_row(spec) -> bool:
@@ -292,7 +359,7 @@ class _Layout(SimpleNamespace):
 
 @functools.lru_cache(maxsize=512)
 def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, top_k, top_p,
-            min_p, temp, fuse_rows, fuse_ok, check_span) -> SimpleNamespace:
+            min_p, temp, group, fuse_rows, fuse_ok, check_span) -> SimpleNamespace:
     """What a call's launches need that follows from its shapes and from
     which parameters it has (absent, a number, a tensor): grids, workspace
     sizes, compile-time arguments. The tuning knobs that tests and
@@ -301,6 +368,7 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
     GROUP, HIST_*) are read once: call ``_layout.cache_clear()`` after
     changing one."""
     L = _Layout()
+    L.n = n
     L.k_row, L.p_row = _per_row(top_k), _per_row(top_p)
     L.m_row, L.t_row = _per_row(min_p), _per_row(temp)
     chunk = _chunk(vocab)
@@ -343,11 +411,16 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
                 **regs)))
         return L
     L.filtered = filtered = top_k is not None or top_p is not None
+    L.has_min_p = min_p is not None
+    # final_kernel reads each chunk's mass every third entry of the stats'
+    # float partials (plain), or from min_p_mass_kernel's own list.
+    L.mass_step = 1 if L.has_min_p else 3
     L.cap = cap = min(CAP, max(16, _pow2(vocab)))  # V <= cap never overflows
     # Top-p alone keeps too many tokens to sort them all: a bracket around its
     # threshold is narrowed first, and the tokens above it are only summed.
     L.bracket = bracket = top_k is None and min_p is None and vocab > cap
-    L.g_per_chunk = g_per_chunk = chunk // GROUP
+    L.group = group
+    L.g_per_chunk = g_per_chunk = chunk // group
     # plan_row's bisections run over every group maximum of a row, in lanes
     # sized to the row: 1024 at V=32000, 4096 at 128256, 8192 at 151936 and
     # 262144. The size class's 8192 lanes at every V took plan_kernel 18.7
@@ -361,7 +434,7 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
     # Top-k and joint: plan_row and select_row are the rare-heavy tails of
     # these two launches (three programs an SM, seventh session).
     regs = _reg_cap(device, 3, warps) if filtered and not bracket else {}
-    L.stats_kw = dict(WITH_GM=filtered, CHUNK=chunk, GROUP=GROUP, PLAN=fuse["plan"], GP2=gp2,
+    L.stats_kw = dict(WITH_GM=filtered, CHUNK=chunk, GROUP=group, PLAN=fuse["plan"], GP2=gp2,
                       BRACKET=bracket, NS=HIST_PASSES, REJECT=False, DRAWS=DRAWS,
                       num_warps=warps if filtered else 4, **fk, **stream, **flags,
                       **regs)   # measured best
@@ -380,11 +453,11 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
     L.select_kw = dict(HAS_MINP=min_p is not None, MINP_ROW=L.m_row, CAP=cap,
                        BLOCK=_block(vocab), CHUNK=chunk, BRACKET=bracket, num_warps=warps,
                        **stream, **fk, **flags)
-    L.compact_kw = dict(GROUP=GROUP, SELECT=fuse["select"], **L.select_kw, **regs)
+    L.compact_kw = dict(GROUP=group, SELECT=fuse["select"], **L.select_kw, **regs)
     return L
 
 
-def _sample_top_p(L, x, out, valid, common, seeds, p_ptr, p_val, t_ptr, t_val):
+def _sample_top_p(L, w, out, valid, common, seeds, p_ptr, p_val, t_ptr, t_val):
     """Top-p alone by adaptive rejection (docs/semantics.md section 5): the
     stats pass, round 0's draws (in its tail up to FUSE_ROWS["draws"]
     outputs, else ``draw_kernel``); each of ROUNDS ``check_kernel`` launches
@@ -392,29 +465,20 @@ def _sample_top_p(L, x, out, valid, common, seeds, p_ptr, p_val, t_ptr, t_val):
     round's. 1 + ROUNDS or 2 + ROUNDS launches and a memset; a row decided in
     round 0 is read twice."""
     n = out.shape[0]
-    dev = x.device
-    nc = L.nc
-    part_i = torch.empty(nc * 6, dtype=torch.int32, device=dev)
-    part_f = torch.empty(nc * 3, dtype=torch.float32, device=dev)
-    # Zeroed per call: one arrival counter per row for each launch.
-    s = _aligned(n)   # each launch's counters 16-byte aligned (_aligned)
-    arrived = torch.zeros((1 + ROUNDS) * s, dtype=torch.int32, device=dev)
-    draws = torch.empty(n * 2 * DRAWS, dtype=torch.int32, device=dev)   # tokens, keys
-    state = torch.empty(n, dtype=torch.int32, device=dev)
-    sums = torch.empty(nc * DRAWS, dtype=torch.float32, device=dev)
+    w.arrived.zero_()
     launch(chunked.stats_kernel, L.grid,
-           *common, t_ptr, t_val, part_i, part_f, draws, draws, draws, p_ptr, p_val, p_ptr, p_val,
-           state, arrived, *seeds, out, valid, **L.stats_kw)
+           *common, t_ptr, t_val, w.part_i, w.part_f, w.draws, w.draws, w.draws, p_ptr, p_val,
+           p_ptr, p_val, w.state, w.arrived, *seeds, out, valid, **L.stats_kw)
     if not L.fused_draws:
         launch(chunked.draw_kernel, (n, DRAWS),
-               *common, part_i, part_f, draws, state, *seeds, out, valid, p_ptr, p_val, t_ptr,
-               t_val, **L.draw_kw)
+               *common, w.part_i, w.part_f, w.draws, w.state, *seeds, out, valid, p_ptr, p_val,
+               t_ptr, t_val, **L.draw_kw)
     for k, (grid, kw) in enumerate(L.check):
         launch(chunked.check_kernel, grid,
-               *common, part_i, part_f, draws, state, sums, arrived[(1 + k) * s:], k, *seeds,
+               *common, w.part_i, w.part_f, w.draws, w.state, w.sums, w.arrived_at[k], k, *seeds,
                out, valid, p_ptr, p_val, t_ptr, t_val, **kw)
     if inspect is not None:
-        inspect(SimpleNamespace(n=n, reject=True, state=state))
+        inspect(SimpleNamespace(n=n, reject=True, state=w.state))
     return out, valid
 
 

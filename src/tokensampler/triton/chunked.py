@@ -79,7 +79,9 @@ a launch of its own (docs/reliability.md, section 5), and so the histogram
 bracket of top-p alone takes 2 + 2 * HIST_PASSES + 2 launches.
 
 Combining chunk partials costs each program ``C <= 64`` loads; bisection is
-32 fixed steps over at most V/32 group maxima.
+BISECT_STEPS (20; 32 with the histogram bracket) fixed steps over at most
+8192 group maxima (32 tokens a group, down to 8 for a large scalar top-k:
+triton._group).
 """
 
 import triton
@@ -799,8 +801,9 @@ def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, gm_ptr, 
     candidate buffer. With SELECT the row's last program to finish then draws
     its token (``select_row``); without, ``select_kernel`` does.
 
-    Only the 32-token groups whose largest key (``stats_kernel``) reaches
-    ``lo`` are read: the others hold no candidate and nothing above ``hi``.
+    Only the groups (32 tokens; 8 or 16 for a large top-k) whose largest
+    key (``stats_kernel``) reaches ``lo`` are read: the others hold no
+    candidate and nothing above ``hi``.
     Without BRACKET (top-k, joint; ``hi = INT_MAX``) program c reads groups
     ``c * G .. c * G + G - 1`` of the row's list of such groups (``plan_row``;
     G = CHUNK / GROUP); for top-k 50 that is about 50 groups, so one program
