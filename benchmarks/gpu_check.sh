@@ -86,6 +86,10 @@ PYTEST="python3 -m pytest -v -m gpu tests/test_gpu.py -p no:cacheprovider -o fau
 ) &
 checks=$!
 if [ "$GPUS" -le 1 ]; then wait "$checks"; fi
+if [ "$GPUS" -gt 1 ]; then
+    # An input on a device that is not the current one (needs two visible GPUs).
+    timeout -s TERM "$(left 120)" $PYTEST -k "not_current" > "$W/devices.txt" 2>&1
+fi
 if [ -n "${EXTRA:-}" ]; then
     timeout -s TERM "$(left)" python3 $EXTRA > "$W/extra.txt" 2>&1
 fi
@@ -121,7 +125,8 @@ if [ "$GPUS" -gt 1 ]; then wait "$checks"; fi
 {
     cat "$W/card.txt"
     [ -f "$W/prewarm.txt" ] && tail -3 "$W/prewarm.txt"
-    for name in large_a large_b direct rest ops warmup; do
+    for name in large_a large_b direct rest ops warmup devices; do
+        [ -f "$W/$name.txt" ] || continue
         echo "== $name"
         grep -E "PASSED|FAILED|ERROR|passed|failed|Timeout|^E " "$W/$name.txt" | grep -v "^  File" | head -40
     done

@@ -77,14 +77,15 @@ def test_large_sizes_match_reference(vocab, batch, names):
 
 
 def test_large_scalar_top_k_in_smaller_groups():
-    """A scalar top_k over a quarter of a row's 32-token groups reads groups
-    of 8 (k=1000, V=32000) or 16 (k=5000, V=128256; triton._group): their
-    compiled variants match the reference token for token, fused (64
-    outputs) and as launches of their own (99), bf16 too."""
+    """A scalar top_k that would make more than CAP / 2 candidates with
+    32-token groups reads groups of 16 (k=1000 at V=32000, 2000 at 128256)
+    or 8 (k=1500 at 32000; triton._group): their compiled variants match the
+    reference token for token, fused (64 outputs) and as launches of their
+    own (99), bf16 too."""
     import tokensampler.triton as tt
     for vocab, k, batch, dtype in ((32000, 1000, 64, torch.float32),
-                                   (32000, 1000, 99, torch.bfloat16),
-                                   (128256, 5000, 99, torch.float32)):
+                                   (32000, 1500, 99, torch.bfloat16),
+                                   (128256, 2000, 99, torch.float32)):
         assert tt._group(vocab, k) < tt.GROUP
         logits, probs = inputs(batch, vocab, 3, dtype)
         for name in ("top_k", "logits_kp"):
@@ -95,6 +96,29 @@ def test_large_scalar_top_k_in_smaller_groups():
                      backend="triton")
             assert torch.equal(got[1], ref[1]), (vocab, k, batch, name)
             assert torch.equal(got[0], ref[0]), (vocab, k, batch, name)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_an_input_on_a_device_that_is_not_current():
+    """With cuda:0 current and the input on cuda:1, the kernels, the memsets
+    and the workspaces all go to cuda:1 (triton._device_of): the tokens and
+    filters match the reference, and cuda:0 stays current."""
+    vocab, batch = 32000, 5
+    with torch.cuda.device(0):
+        g = torch.Generator(device="cuda:1").manual_seed(4)
+        logits = torch.randn(batch, vocab, generator=g, device="cuda:1") * 3
+        probs = torch.softmax(logits, dim=1)
+        for name in ("probs", "top_p", "top_k", "logits_kp"):
+            fn = SAMPLERS[name]
+            for _ in range(2):   # the second call reuses the workspaces
+                ref = fn(logits, probs, 50, 0.9, 0.1, 0.7, seed=3, return_valid=True,
+                         backend="reference")
+                got = fn(logits, probs, 50, 0.9, 0.1, 0.7, seed=3, return_valid=True,
+                         backend="triton")
+                assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]), name
+        ref = ts.top_k_renorm_probs(probs, 50, backend="reference")
+        assert torch.equal(ts.top_k_renorm_probs(probs, 50, backend="triton"), ref)
+        assert torch.cuda.current_device() == 0
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

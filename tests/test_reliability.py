@@ -331,6 +331,26 @@ def test_serving_timeout_does_not_reach_warmup_or_the_doctor(monkeypatch):
     assert [r.status for r in results] == ["OK"] * 3, doctor.render(results, "cpu")
 
 
+def test_a_watchdog_worker_ends_with_its_caller_thread():
+    """Each calling thread gets a worker thread for its guarded calls. When
+    the caller ends, so does its worker, and with it what the worker's
+    thread held (the Triton backend's workspace buffers): a server that
+    makes a thread per request must not keep a worker for each."""
+    def ours():
+        return [t for t in threading.enumerate() if t.name == "tokensampler-watchdog"]
+    before = set(ours())
+
+    def caller():
+        ts.sampling_from_probs(torch.tensor([[0.0, 1.0]]), seed=0, timeout_s=5.0)
+    threads = [threading.Thread(target=caller) for _ in range(3)]
+    for t in threads:
+        t.start()
+        t.join()
+    for worker in set(ours()) - before:
+        worker.join(timeout=5.0)
+    assert set(ours()) <= before
+
+
 def test_guarded_calls_keep_the_callers_inference_mode():
     x = probs()
     with torch.inference_mode():

@@ -354,8 +354,9 @@ def test_select_sorts_sized_to_the_candidates(monkeypatch):
         ref = fn(seed=9, return_valid=True, backend="reference")
         got = fn(seed=9, return_valid=True, backend="triton")
         assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
-    counts = seen[0].count.tolist()
-    assert counts[0] <= 256 < counts[1] <= 2048 < counts[3] <= 4096, counts
+        # Read now: the views are the next call's too (workspace.py).
+        counts = seen[-1].count.tolist()
+        assert counts[0] <= 256 < counts[1] <= 2048 < counts[3] <= 4096, counts
 
 
 def test_a_complete_key_launches_without_checks_and_the_samplers_key_is_complete(monkeypatch):
@@ -400,11 +401,13 @@ def test_a_large_scalar_top_k_reads_smaller_groups(monkeypatch):
     """Top-k 1000 at V=32000: the k-th largest of 1000 group maxima is the
     smallest, so with 32-token groups every token was a candidate and every
     row overflowed to the single-program path (555 µs against FlashInfer's
-    14 on an H200). A scalar top_k over a quarter of the groups halves the
-    group size (down to 8): the candidates fit, and the tokens match the
-    reference. Per-request tensors keep 32-token groups."""
+    14 on an H200). A scalar top_k that would make more than CAP / 2
+    candidates halves the group size (down to 8): the candidates fit, and
+    the tokens match the reference. Per-request tensors keep 32-token
+    groups."""
     import tokensampler.triton as tt
-    assert [tt._group(32000, k) for k in (50, 250, 251, 501, 1000)] == [32, 32, 16, 8, 8]
+    assert [tt._group(32000, k) for k in (50, 800, 900, 1000, 1500)] == [32, 32, 16, 16, 8]
+    assert tt._group(128256, 1000) == 32 and tt._group(128256, 2000) == 16
     assert tt._group(262144, 5000) == 32            # the plan's lanes stay within 8192
     assert tt._group(32000, torch.tensor([1000])) == 32
     seen = []
@@ -412,16 +415,17 @@ def test_a_large_scalar_top_k_reads_smaller_groups(monkeypatch):
     vocab = 32000
     logits = torch.randn(2, vocab, generator=torch.Generator().manual_seed(5)).to(DEVICE)
     probs = torch.softmax(logits, dim=1)
-    for fn in (lambda **kw: ts.top_k_sampling_from_probs(probs, 1000, **kw),
-               lambda **kw: ts.top_k_top_p_sampling_from_logits(logits, 1000, 0.9, **kw)):
+    for k, fn in ((1000, lambda **kw: ts.top_k_sampling_from_probs(probs, 1000, **kw)),
+                  (1500, lambda **kw: ts.top_k_top_p_sampling_from_logits(logits, 1500, 0.9,
+                                                                         **kw))):
         ref = fn(seed=3, return_valid=True, backend="reference")
         got = fn(seed=3, return_valid=True, backend="triton")
         assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
         counts = seen[-1].count.tolist()
-        assert all(1000 <= c <= 2048 for c in counts), counts   # 32-token groups: all 32000
+        assert all(k <= c <= tt.CAP for c in counts), counts   # 32-token groups: all 32000
 
 
-def test_workspaces_are_kept_per_layout_thread_and_stream(monkeypatch):
+def test_workspaces_are_kept_per_layout_and_thread(monkeypatch):
     """A layout's workspaces are views of one buffer the calling thread keeps
     (triton/workspace.py): the next call with that layout reuses them (so its
     counters must be zeroed again, or the row's last program is never seen),
@@ -456,6 +460,35 @@ def test_workspaces_are_kept_per_layout_thread_and_stream(monkeypatch):
     workspace.release()
     monkeypatch.setattr(workspace, "MAX_BYTES", 64)
     assert both(6, top_k) is not both(7, top_k)   # past MAX_BYTES: fresh each call
+    workspace.release()
+
+
+def test_workspace_buffers_grow_by_doubling_and_are_bounded(monkeypatch):
+    """workspace.get: a larger layout at least doubles the buffer (so growing
+    batch sizes re-carve a few times, not at each size) and drops the views
+    of the old one; a thread keeps MAX_BUFFERS (device, stream) buffers and
+    MAX_LAYOUTS layouts' views, least recently used dropped first."""
+    from tokensampler.triton import workspace
+    cpu = torch.device("cpu")
+    carve = lambda n, alloc: SimpleNamespace(a=alloc(n, torch.int32), b=alloc(1, torch.int64))
+    workspace.release()
+    small = workspace.get(10, carve, cpu, "s")          # 12 + 4 entries
+    assert workspace.get(10, carve, cpu, "s") is small
+    big = workspace.get(20, carve, cpu, "s")            # 20 + 4: doubles to 32
+    assert workspace._local.buffers[(cpu, "s")].data.numel() == 32
+    again = workspace.get(10, carve, cpu, "s")
+    assert again is not small and again.a.data_ptr() == big.a.data_ptr()   # carved anew
+    assert workspace.get(28, carve, cpu, "s").a.data_ptr() == big.a.data_ptr()  # fits: no growth
+    monkeypatch.setattr(workspace, "MAX_BUFFERS", 2)
+    first = workspace.get(10, carve, cpu, "t")
+    workspace.get(10, carve, cpu, "s")                  # "s" used last: "t" is dropped next
+    workspace.get(10, carve, cpu, "u")
+    assert set(workspace._local.buffers) == {(cpu, "s"), (cpu, "u")}
+    assert workspace.get(10, carve, cpu, "t") is not first
+    monkeypatch.setattr(workspace, "MAX_LAYOUTS", 2)
+    views = [workspace.get(n, carve, cpu, "t") for n in (1, 2, 3)]
+    assert workspace.get(3, carve, cpu, "t") is views[2]
+    assert workspace.get(1, carve, cpu, "t") is not views[0]
     workspace.release()
 
 
@@ -497,7 +530,7 @@ def test_register_cap_follows_the_device(monkeypatch):
 def _chunk_fields(x, from_logits, chunk, group):
     """stats_kernel's partials of every chunk by their definition
     (chunked.py): (bad, kmax, kmin, amax, n_pos, n_max), (vmax, scale, acc)
-    and the 32-token group maxima, from torch."""
+    and the group maxima (32-token groups at top-k 50), from torch."""
     n, vocab = x.shape
     n_chunks = -(-vocab // chunk)
     pad = n_chunks * chunk - vocab

@@ -48,8 +48,12 @@ def check_kernels(devices: list[str]) -> dict[str, str]:
 def direct_launch() -> str:
     """Whether repeat calls launch kernels without Triton's argument binding
     (triton/launcher.py), and why not. Imports nothing."""
-    if os.environ.get("TOKENSAMPLER_DIRECT_LAUNCH", "1") == "0":
+    setting = os.environ.get("TOKENSAMPLER_DIRECT_LAUNCH")
+    if setting == "0":
         return "off (TOKENSAMPLER_DIRECT_LAUNCH=0)"
+    if torch.version.hip and setting != "1":
+        return ("off on ROCm unless TOKENSAMPLER_DIRECT_LAUNCH=1 (Triton may specialise "
+                "on buffer size)")
     launcher = sys.modules.get("tokensampler.triton.launcher")
     if launcher is not None and not launcher.DIRECT:
         return "off (this Triton's launcher rejected a direct call; every launch goes through Triton)"

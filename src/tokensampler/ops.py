@@ -89,9 +89,9 @@ def warmup(vocab_sizes: Iterable[int] = (32000,), dtypes: Iterable[torch.dtype] 
         The vocabulary sizes you will serve, each of them: top-k and joint
         sampling compile a variant per power of two of 4096-token chunks
         (32000 and 128256 differ; 151936 and 262144 share one). Warmed
-        with top_k = 50: a scalar top_k above a quarter of the row's
-        32-token groups (over 250 at V=32000, 1002 at 128256) reads
-        smaller groups, another variant, compiled at its first call.
+        with top_k = 50: a scalar top_k from 880 at V=32000 (1614 at
+        128256) reads smaller groups, another variant, compiled at its
+        first call (a per-request top_k tensor never does).
     dtypes : iterable of torch.dtype
         Input dtypes: float32, float16, bfloat16.
     device : torch.device or str, optional

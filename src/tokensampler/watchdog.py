@@ -38,6 +38,7 @@ import math
 import os
 import queue
 import threading
+import weakref
 from typing import Callable, Optional, TypeVar
 
 import torch
@@ -206,7 +207,8 @@ class _Worker:
 
     Each calling thread has its own worker (the caller waits for its job, so
     the queue holds at most one), so a stuck job never delays another
-    thread's call. A worker whose job was abandoned exits after it.
+    thread's call. A worker whose job was abandoned exits after it, and one
+    whose caller thread has ended exits too (:class:`_Token`).
     """
 
     def __init__(self):
@@ -218,15 +220,28 @@ class _Worker:
     def _loop(self) -> None:
         while True:
             job = self.jobs.get()
+            if job is None:   # the caller's thread has ended (_submit)
+                return
             job.run()
             if job.abandoned:
                 return
+
+
+class _Token:
+    """Held in the caller's thread-local storage only: it is collected when
+    that thread ends, which tells the thread's worker to end too (before,
+    a worker outlived its caller, with whatever its thread held: the
+    Triton backend's workspace buffers among them)."""
 
 
 def _submit(job: Job) -> None:
     worker = getattr(_local, "worker", None)
     if worker is None:
         worker = _local.worker = _Worker()
+        _local.token = token = _Token()
+        # Not at interpreter exit: a daemon thread woken then dies mid-call
+        # (the process aborted, 'terminate called without an active exception').
+        weakref.finalize(token, worker.jobs.put, None).atexit = False
     worker.jobs.put(job)
 
 

@@ -9,6 +9,7 @@ On CPU tensors the same code runs under Triton's interpreter
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from types import SimpleNamespace
 
@@ -58,7 +59,9 @@ _FUSE_OK = torch.version.hip is None
 # chunks a program reads, one after another (chunked.check_kernel).
 CHECK_SPAN = 4
 # Tests and benchmarks/bracket_stats.py set this to look at a call's
-# workspaces (candidate counts, bracket states) after its launches.
+# workspaces (candidate counts, bracket states) after its launches. They are
+# views of a buffer the next call on this thread and stream overwrites
+# (workspace.py): read or clone them before making another call.
 inspect = None
 
 
@@ -125,27 +128,37 @@ def _chunk(vocab: int) -> int:
 
 def _group(vocab: int, top_k) -> int:
     """Tokens per group maximum for a call: GROUP, halved (down to MIN_GROUP)
-    while a scalar ``top_k`` is more than a quarter of the row's groups.
+    while a scalar ``top_k`` would make more than CAP / 2 candidates.
 
     plan_row's bound is the k-th largest group maximum, so every token of
-    the k groups reaching it is a candidate: with k near the number of
-    groups that is nearly the whole row. Top-k 1000 at V=32000 (1000 groups
-    of 32) overflowed the candidate buffer in every row and went to the
-    single-program path: 555 µs at B=1 against FlashInfer's 14 (H200,
-    twelfth session). With 4000 groups of 8 about 1130 tokens are
-    candidates (iid logits: 32000 * (1 - 0.75 ** (1 / 8))). A per-request
-    top_k tensor keeps GROUP: its values are not known on the host. The
-    plan's lanes (a power of two of chunks times the groups a chunk) stay
-    within PLAN_LANES, so only rows up to 131072 tokens get smaller groups."""
-    if type(top_k) is not int or top_k <= 0:
+    the k groups reaching it that is above it is a candidate. For iid
+    weights, with q = k / (V / g) of the groups reaching the bound, that is
+    ``V * (1 - (1 - q) ** (1 / g))`` tokens (:func:`_expected_candidates`):
+    with k near the number of groups, nearly the whole row. Top-k 1000 at
+    V=32000 (1000 groups of 32) overflowed the 4096 slots in every row and
+    went to the single-program path: 555 µs at B=1 against FlashInfer's 14
+    (H200, twelfth session). Groups of 16 expect 1362 candidates. Smaller
+    groups cost a longer plan (more lanes) and more group maxima to write,
+    so a group is halved only where the count needs it (top-k 1000 at
+    V=128256 keeps 32: 1145 expected). A per-request top_k tensor keeps
+    GROUP: its values are not known on the host. The plan's lanes (a power
+    of two of chunks times the groups a chunk) stay within PLAN_LANES."""
+    if type(top_k) is not int or top_k <= 0 or top_k >= vocab:
         return GROUP
     chunk = _chunk(vocab)
     lanes = _pow2(-(-vocab // chunk)) * chunk
     group = GROUP
-    while (group > MIN_GROUP and vocab // group < 4 * top_k
+    while (group > MIN_GROUP and _expected_candidates(vocab, top_k, group) > CAP // 2
            and lanes // (group // 2) <= PLAN_LANES):
         group //= 2
     return group
+
+
+def _expected_candidates(vocab: int, k: int, group: int) -> float:
+    """Tokens at or above the k-th largest of the row's group maxima, for iid
+    weights (the k groups reaching it hold them)."""
+    q = min(1.0, k / (vocab // group or 1))
+    return vocab * (1.0 - (1.0 - q) ** (1.0 / group))
 
 
 def _spec(value):
@@ -194,9 +207,24 @@ def sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     (:func:`_layout`), since small batches wait for this host time.
     """
     try:
-        return _sample(call)
+        with _device_of(call.x):
+            return _sample(call)
     finally:
         launcher.plan(None)   # launches after this call are not its own
+
+
+_same_device = contextlib.nullcontext()
+
+
+def _device_of(x: torch.Tensor):
+    """The input's GPU made current for the call, where it is not already:
+    Triton launches on the current device's stream, and torch's memsets on
+    the tensor's (independent review, twelfth session: an input on cuda:1
+    with cuda:0 current had them on two devices)."""
+    dev = x.device
+    if dev.type != "cuda" or dev.index == torch.cuda.current_device():
+        return _same_device
+    return torch.cuda.device(dev)
 
 
 def _sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
@@ -283,10 +311,13 @@ def _sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _key(L, x: torch.Tensor, specs: tuple) -> tuple:
-    """The launcher's key for a call (launcher.plan, complete): with the
-    layout and the parameters' specs, the input's dtype, its alignment and
-    its row stride's int class fix every argument of every launch (the
-    workspaces are the layout's own views, the outputs fresh and aligned)."""
+    """The launcher's key for a call (launcher.plan): with the layout and the
+    parameters' specs, the input's dtype, its alignment and its row
+    stride's int class fix the type and the specialisation of every
+    argument of every launch on CUDA (the workspaces are the layout's own
+    views, the outputs fresh and aligned). On ROCm Triton may also
+    specialise on a tensor's storage size, so direct launches are off there
+    by default (launcher.DIRECT)."""
     return L, x.dtype, x.data_ptr() & 15, launcher.int_class(x.stride(0)), *specs
 
 
@@ -387,7 +418,7 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
     fk = dict(HAS_K=top_k is not None, K_ROW=L.k_row, HAS_P=top_p is not None, P_ROW=L.p_row,
               JOINT=joint, CP2=cp2)
     fuse_rows = dict(zip(FUSE_ROWS, fuse_rows))
-    # Top-p alone by rejection allocates its own workspaces (_sample_top_p).
+    # Top-p alone by rejection has workspaces of its own (_carve_top_p).
     L.top_p_alone = top_p is not None and top_k is None and min_p is None and fuse_ok
     if L.top_p_alone:
         L.fused_draws = n <= fuse_rows["draws"]
@@ -419,7 +450,6 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
     # Top-p alone keeps too many tokens to sort them all: a bracket around its
     # threshold is narrowed first, and the tokens above it are only summed.
     L.bracket = bracket = top_k is None and min_p is None and vocab > cap
-    L.group = group
     L.g_per_chunk = g_per_chunk = chunk // group
     # plan_row's bisections run over every group maximum of a row, in lanes
     # sized to the row: 1024 at V=32000, 4096 at 128256, 8192 at 151936 and
@@ -483,6 +513,11 @@ def _sample_top_p(L, w, out, valid, common, seeds, p_ptr, p_val, t_ptr, t_val):
 
 
 def _filter(call: FilterCall, mode: int, out_dtype) -> torch.Tensor:
+    with _device_of(call.x):
+        return _filter_on(call, mode, out_dtype)
+
+
+def _filter_on(call: FilterCall, mode: int, out_dtype) -> torch.Tensor:
     x = _rows(call.x)
     batch, vocab = x.shape
     out = torch.empty((batch, vocab), dtype=out_dtype, device=x.device)

@@ -17,14 +17,15 @@ min-p (2 reads plus one chunk, 3 launches):
     then ``final_kernel``.
 top-k / top-p / both (1 read plus the groups holding candidates, 2 launches;
 4 above FUSE_ROWS outputs):
-    ``stats_kernel(WITH_GM, PLAN)`` also stores each 32-token group's largest
-    key, and the last of a row's programs to finish runs ``plan_row``: it
+    ``stats_kernel(WITH_GM, PLAN)`` also stores each group's largest key
+    (GROUP = 32 tokens; 16 or 8 for a large scalar top-k, triton._group),
+    and the last of a row's programs to finish runs ``plan_row``: it
     bisects over those group maxima for a key ``L`` that every kept token
     must reach (k groups reaching ``L`` hold at least k tokens; their maxima
     alone carry the top-p mass), and lists the groups reaching ``L``;
-    ``compact_kernel`` reads those groups only (128 of the list a program)
-    and copies the tokens with key >= L into a per-row buffer (one atomic
-    slot reservation per program, no waiting), and its row's last program
+    ``compact_kernel`` reads those groups only (CHUNK / GROUP of the list a
+    program) and copies the tokens with key >= L into a per-row buffer (one
+    atomic slot reservation per program, no waiting), and its row's last program
     runs ``select_row``: it sorts them by the exact order, applies the rules
     of docs/semantics.md to that prefix and races the kept ones (chunk
     masses summed over the candidates).
@@ -230,7 +231,7 @@ def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_p
                  NS: tl.constexpr, REJECT: tl.constexpr, STREAM_IS_POS: tl.constexpr,
                  DRAWS: tl.constexpr):
     """Chunk (j, c): its statistics and its mass in its own scale (the plain
-    sampler's chunk weight); with WITH_GM the maxima of its 32-token groups.
+    sampler's chunk weight); with WITH_GM the maxima of its GROUP-token groups.
     One read of the chunk; a chunk holding a NaN, an infinity or a negative
     weight is reduced again from registers (``_exact_stats``). With PLAN
     (top-k, top-p), the row's last program to finish then plans its

@@ -15,10 +15,18 @@ While a CUDA graph is being captured a call gets fresh tensors, as before:
 they belong to the graph's memory pool, and the graph may be replayed on
 another stream while eager calls use the buffer.
 
-The buffer grows to the largest layout seen (views carved from the old one
-are dropped). It is held until :func:`release` or the thread's end; a layout
-needing more than MAX_BYTES gets fresh tensors each call instead (at that
-size the GPU time, not the host's, sets the pace).
+The buffer grows, at least doubling, to the largest layout seen (views
+carved from the old one are dropped). It is held until :func:`release` or
+the thread's end (a watchdog worker ends with its caller thread). A layout
+needing more than MAX_BYTES gets fresh tensors each call instead: at that
+size (top-k at B=1024, V=128256: 65 MiB) the GPU time, not the host's,
+sets the pace. A thread keeps buffers for at most MAX_BUFFERS (device,
+stream) pairs, the least recently used dropped first, so code that makes a
+new stream per request does not pile them up. Streams are told apart by
+their raw handle: a stream destroyed with work still queued, whose handle
+a new stream then gets, would share its buffer with that work.
+
+The views a call's ``triton.inspect`` hook sees are the next call's too.
 
 >>> import torch
 >>> from types import SimpleNamespace
@@ -32,14 +40,19 @@ size the GPU time, not the host's, sets the pace).
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from typing import Callable
 
 import torch
 
-MAX_BYTES = 64 << 20   # larger layouts are not kept (B=1024, V=128256 top-k: 48 MB)
-MAX_LAYOUTS = 32       # views kept per buffer, least recently used dropped first
+MAX_BYTES = 64 << 20   # larger layouts are not kept (B=256, V=128256 top-k: 16 MiB)
+# Layouts (each batch size its own) whose views a buffer keeps, least
+# recently used dropped first. A server cycling through more batch sizes
+# than this would carve again at every call (about 30 µs): views are cheap.
+MAX_LAYOUTS = 1024
+MAX_BUFFERS = 8        # (device, stream) buffers a thread keeps
 _ALIGN = 4             # int32 entries: every view starts 16-byte aligned (launcher.py)
 
 _local = threading.local()
@@ -60,6 +73,7 @@ def _entries(numel: int, dtype: torch.dtype) -> int:
     return -(-n // _ALIGN) * _ALIGN
 
 
+@functools.lru_cache(maxsize=4096)
 def size_of(layout, carve: Callable) -> int:
     """int32 entries the tensors that ``carve(layout, alloc)`` asks for take."""
     total = 0
@@ -99,10 +113,15 @@ def get(layout, carve: Callable, device: torch.device, stream):
         return _fresh(device, layout, carve)
     buffers = getattr(_local, "buffers", None)
     if buffers is None:
-        buffers = _local.buffers = {}
-    buf = buffers.get((device, stream))
+        buffers = _local.buffers = OrderedDict()
+    where = (device, stream)
+    buf = buffers.get(where)
     if buf is None:
-        buf = buffers[(device, stream)] = _Buffer()
+        buf = buffers[where] = _Buffer()
+        if len(buffers) > MAX_BUFFERS:
+            buffers.popitem(last=False)
+    elif len(buffers) > 1:
+        buffers.move_to_end(where)
     views = buf.views.get(layout)
     if views is not None:
         buf.views.move_to_end(layout)
@@ -111,8 +130,14 @@ def get(layout, carve: Callable, device: torch.device, stream):
     if need * 4 > MAX_BYTES:
         return _fresh(device, layout, carve)
     if buf.data is None or buf.data.numel() < need:
-        buf.data = torch.empty(need, dtype=torch.int32, device=device)
+        # At least double, within MAX_BYTES, so that growing batch sizes
+        # allocate and carve again a few times, not at every new size. The
+        # old buffer goes first (its queued work keeps it, stream-ordered).
+        size = max(need, min(2 * buf.data.numel() if buf.data is not None else 0,
+                             MAX_BYTES // 4))
+        buf.data = None
         buf.views.clear()
+        buf.data = torch.empty(size, dtype=torch.int32, device=device)
     views = buf.views[layout] = _carved(buf.data, layout, carve)
     if len(buf.views) > MAX_LAYOUTS:
         buf.views.popitem(last=False)
@@ -121,4 +146,4 @@ def get(layout, carve: Callable, device: torch.device, stream):
 
 def release() -> None:
     """Free this thread's buffers (the next call allocates again)."""
-    _local.buffers = {}
+    _local.buffers = None
