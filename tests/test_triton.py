@@ -359,13 +359,11 @@ def test_select_sorts_sized_to_the_candidates(monkeypatch):
         assert counts[0] <= 256 < counts[1] <= 2048 < counts[3] <= 4096, counts
 
 
-def test_a_complete_key_launches_without_checks_and_the_samplers_key_is_complete(monkeypatch):
-    """Under ``plan(key, complete=True)`` a launch made once goes straight to
-    its variant, without the per-argument checks: the key must fix every
-    argument's type and int class. The samplers' key (triton._key) does: it
-    changes with the input's dtype, alignment and row stride's class."""
+def _stand_in_launcher(monkeypatch):
+    """launcher.py with no key left behind, direct launches on, a stand-in
+    device and stream and no hooks: (launcher, log, a stand-in kernel that
+    logs its launches, a tensor argument)."""
     import threading
-    import tokensampler.triton as tt
     from tokensampler.triton import launcher
     monkeypatch.setattr(launcher, "_local", threading.local())
     monkeypatch.setattr(launcher, "_sites", {})
@@ -374,8 +372,16 @@ def test_a_complete_key_launches_without_checks_and_the_samplers_key_is_complete
     monkeypatch.setattr(launcher, "_knobs", SimpleNamespace(launch_enter_hook=None,
                                                             launch_exit_hook=None))
     log = []
-    kernel = _StandInKernel(log)
-    x = torch.zeros(4)
+    return launcher, log, _StandInKernel(log), torch.zeros(4)
+
+
+def test_a_complete_key_launches_without_checks_and_the_samplers_key_is_complete(monkeypatch):
+    """Under ``plan(key, complete=True)`` a launch made once goes straight to
+    its variant, without the per-argument checks: the key must fix every
+    argument's type and int class. The samplers' key (triton._key) does: it
+    changes with the input's dtype, alignment and row stride's class."""
+    import tokensampler.triton as tt
+    launcher, log, kernel, x = _stand_in_launcher(monkeypatch)
 
     def call(n=5, complete=True):
         launcher.plan("k", complete=complete)
@@ -680,17 +686,7 @@ def test_direct_launch_reuses_a_variant_only_when_triton_would(monkeypatch):
     multiple of 16, 32/64-bit: Triton's specialisations). Anything else goes
     back to Triton's path; a launcher that rejects the arguments turns the
     direct path off. (On the GPU, test_gpu.py checks tokens both ways.)"""
-    import threading
-    from tokensampler.triton import launcher
-    monkeypatch.setattr(launcher, "_local", threading.local())   # no key left behind
-    monkeypatch.setattr(launcher, "_sites", {})
-    monkeypatch.setattr(launcher, "DIRECT", True)
-    monkeypatch.setattr(launcher, "_device_and_stream", lambda: (0, "stream"))
-    monkeypatch.setattr(launcher, "_knobs", SimpleNamespace(launch_enter_hook=None,
-                                                            launch_exit_hook=None))
-    log = []
-    kernel = _StandInKernel(log)
-    x = torch.zeros(4)
+    launcher, log, kernel, x = _stand_in_launcher(monkeypatch)
 
     def call(n=5, p=0.5, A=3, key="k", grid=(2, 3), **kw):
         launcher.plan(key)
