@@ -145,6 +145,13 @@ def _group(vocab: int, top_k) -> int:
     of two of chunks times the groups a chunk) stay within PLAN_LANES."""
     if type(top_k) is not int or top_k <= 0 or top_k >= vocab:
         return GROUP
+    return _group_for(vocab, top_k)
+
+
+@functools.lru_cache(maxsize=1024)
+def _group_for(vocab: int, top_k: int) -> int:
+    """:func:`_group` for an int top_k, worked out once per (vocab, k): it
+    runs on every call."""
     chunk = _chunk(vocab)
     lanes = _pow2(-(-vocab // chunk)) * chunk
     group = GROUP

@@ -166,8 +166,7 @@ def launch(kernel, grid, *args, **kwargs) -> None:
             and not getattr(kernel, "pre_run_hooks", None)):
         _enter(site.stage)
         counts["direct"] += 1
-        site.run(grid[0], grid[1] if len(grid) > 1 else 1, grid[2] if len(grid) > 2 else 1,
-                 _local.stream, site.function, site.meta, None, None, None, *args, *site.tail)
+        _run(site, grid, args)
         return
     types = tuple(map(type, args))
     ints = _int_classes(args)
@@ -175,16 +174,12 @@ def launch(kernel, grid, *args, **kwargs) -> None:
             and site.ints == ints and site.kwargs == kwargs and _idle(_knobs.launch_enter_hook)
             and _idle(_knobs.launch_exit_hook) and not getattr(kernel, "pre_run_hooks", None)):
         _enter(site.stage)
-        g1 = grid[1] if len(grid) > 1 else 1
-        g2 = grid[2] if len(grid) > 2 else 1
         counts["direct"] += 1
         if site.proven:
-            site.run(grid[0], g1, g2, _local.stream, site.function, site.meta, None, None, None,
-                     *args, *site.tail)
+            _run(site, grid, args)
             return
         try:
-            site.run(grid[0], g1, g2, _local.stream, site.function, site.meta, None, None, None,
-                     *args, *site.tail)
+            _run(site, grid, args)
             site.proven = True
             return
         except TypeError:
@@ -208,6 +203,13 @@ def launch(kernel, grid, *args, **kwargs) -> None:
     _sites[where] = _Site(kernel, dict(kwargs), types, ints, compiled, tail, stage)
 
 
+def _run(site: _Site, grid, args) -> None:
+    """The remembered variant's own launcher, called as Triton's path calls
+    it (no launch hooks)."""
+    site.run(grid[0], grid[1] if len(grid) > 1 else 1, grid[2] if len(grid) > 2 else 1,
+             _local.stream, site.function, site.meta, None, None, None, *args, *site.tail)
+
+
 @contextlib.contextmanager
 def collecting(into: list):
     """While open, this thread's launches are appended to ``into`` as
@@ -227,7 +229,7 @@ def _signature(arg):
     if isinstance(arg, torch.Tensor):
         return arg.dtype, arg.data_ptr() % 16 == 0
     if type(arg) is int:
-        return _int_classes((arg,))
+        return int_class(arg)
     return type(arg)
 
 
