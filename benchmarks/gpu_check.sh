@@ -68,6 +68,10 @@ check() {
     CUDA_VISIBLE_DEVICES=$gpu timeout -s TERM "$(left "$LIMIT")" "$@" > "$W/$name.txt" 2>&1 &
 }
 PYTEST="python3 -m pytest -v -m gpu tests/test_gpu.py -p no:cacheprovider -o faulthandler_timeout=$(( LIMIT - 30 ))"
+# With several GPUs, GPU 0 runs the tests that need two visible GPUs or few
+# compilations (the host-side ones) while the jobs below compile.
+SERIAL="not_current or int_seeds or synchronises"
+ON_ZERO=$([ "$GPUS" -gt 1 ] && echo "and not ($SERIAL)")
 (
     check large_a $PYTEST -k "large_sizes and (names0 or names1)"
     check large_b $PYTEST -k "large_sizes and not (names0 or names1)"
@@ -75,7 +79,7 @@ PYTEST="python3 -m pytest -v -m gpu tests/test_gpu.py -p no:cacheprovider -o fau
     # H100, eleventh session): a job of its own.
     check direct $PYTEST -k "direct_launches"
     check rest $PYTEST --durations=5 \
-        -k "not large_sizes and not direct_launches and not doctor and not warmup and not watchdog and not exit and not scalar_top_k"
+        -k "not large_sizes and not direct_launches and not doctor and not warmup and not watchdog and not exit and not scalar_top_k $ON_ZERO"
     check ops $PYTEST -k "(doctor or watchdog or exit) and not warmup"
     check warmup $PYTEST -k "warmup or scalar_top_k"
     check agr python3 benchmarks/agreement.py --rows "${AGREEMENT_ROWS:-1000000}"
@@ -87,8 +91,9 @@ PYTEST="python3 -m pytest -v -m gpu tests/test_gpu.py -p no:cacheprovider -o fau
 checks=$!
 if [ "$GPUS" -le 1 ]; then wait "$checks"; fi
 if [ "$GPUS" -gt 1 ]; then
-    # An input on a device that is not the current one (needs two visible GPUs).
-    timeout -s TERM "$(left 120)" $PYTEST -k "not_current" > "$W/devices.txt" 2>&1
+    # An input on a device that is not the current one (needs two visible
+    # GPUs), int seeds in a graph, no host synchronisation.
+    timeout -s TERM "$(left 300)" $PYTEST -k "$SERIAL" > "$W/devices.txt" 2>&1
 fi
 if [ -n "${EXTRA:-}" ]; then
     timeout -s TERM "$(left)" python3 $EXTRA > "$W/extra.txt" 2>&1

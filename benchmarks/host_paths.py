@@ -90,6 +90,12 @@ def pieces():
         cases[f"compiled.run, {name}"] = (
             lambda c=compiled, full=full: c.run(4, 1, 1, stream, c.function, c.packed_metadata,
                                                 None, None, None, *full))
+        # Triton's launcher takes an int as a pointer as it is, without calling
+        # data_ptr() and asking the driver about the address (cuPointerGetAttribute).
+        ints = tuple(a.data_ptr() if isinstance(a, torch.Tensor) else a for a in full)
+        cases[f"compiled.run, {name}, pointers as ints"] = (
+            lambda c=compiled, full=ints: c.run(4, 1, 1, stream, c.function, c.packed_metadata,
+                                                None, None, None, *full))
     for nodes in (1, 6):
         g = torch.cuda.CUDAGraph()
         s = torch.cuda.Stream()

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import tokensampler as ts
-from test_triton import SAMPLERS
+from test_triton import SAMPLERS, assert_filter_matches
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA/ROCm GPU")]
@@ -117,7 +117,9 @@ def test_an_input_on_a_device_that_is_not_current():
                          backend="triton")
                 assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]), name
         ref = ts.top_k_renorm_probs(probs, 50, backend="reference")
-        assert torch.equal(ts.top_k_renorm_probs(probs, 50, backend="triton"), ref)
+        got = ts.top_k_renorm_probs(probs, 50, backend="triton")
+        assert got.device == probs.device
+        assert_filter_matches(got, ref, "top_k_renorm_probs")
         assert torch.cuda.current_device() == 0
 
 
@@ -265,6 +267,65 @@ def test_cuda_graph_capture_and_replay():
         eager = ts.top_k_top_p_sampling_from_logits(new, 50, 0.9, seed=50 + step, offset=step,
                                                     temperature=0.8, backend="triton")
         assert torch.equal(static_out, eager)
+
+
+def test_int_seeds_in_a_captured_graph():
+    """An int seed and offset are captured as constants: each replay draws
+    what an eager call with those ints draws (the input changed in place).
+    Until the thirteenth session an int became a tensor by a copy from
+    pageable memory, which synchronised the stream and broke the capture."""
+    vocab, batch = 32000, 16
+    probs = inputs(batch, vocab, 8)[1]
+    static_in = probs.clone()
+    fn = lambda: ts.top_p_sampling_from_probs(static_in, 0.9, seed=2**63 + 11, offset=5,
+                                              backend="triton")
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        fn()
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = fn()
+    for step in range(2):
+        new = inputs(batch, vocab, 200 + step)[1]
+        static_in.copy_(new)
+        graph.replay()
+        eager = ts.top_p_sampling_from_probs(new, 0.9, seed=2**63 + 11, offset=5,
+                                             backend="reference")
+        assert torch.equal(static_out, eager)
+
+
+def test_no_call_synchronises_the_host():
+    """The kernel rules' "no host synchronisation", checked by torch itself:
+    under sync debug mode "error" any synchronising torch call raises. The
+    three launch paths (plain, top-p by rejection, top-k + top-p from
+    logits) with per-output parameters and indices, and seeds as ints (0,
+    small, past 2**63), a (1,) tensor, a generator and the default; two
+    filters. Each form runs once first, to compile (few variants: compiling
+    every sampler's took this test past 400 s on an H200)."""
+    vocab, batch = 32000, 6
+    logits, probs = inputs(batch, vocab, 11)
+    idx = torch.tensor([5, 0, 0, 3], device=DEV)
+    per_output = [v[:4] for v in params(batch, vocab, 11)]
+    seeds = [dict(seed=5, offset=3), dict(seed=2**63 + 5, offset=2**40), dict(seed=0, offset=0),
+             dict(seed=torch.tensor([9], device=DEV)),
+             dict(generator=torch.Generator(device=DEV).manual_seed(1)), {}]
+    calls = [lambda fn=SAMPLERS[name], kw=kw: fn(logits, probs, *per_output, indices=idx,
+                                                 return_valid=True, backend="triton", **kw)
+             for name in ("probs", "top_p", "logits_kp") for kw in seeds]
+    calls += [lambda: ts.top_k_renorm_probs(probs, 50, backend="triton"),
+              lambda: ts.softmax(logits, 0.7, backend="triton")]
+    for call in calls:
+        call()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for call in calls:
+            call()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()
 
 
 def _chi2_pvalue(stat, dof):

@@ -209,7 +209,12 @@ def seed_param(op: str, name: str, value, n: int, device) -> torch.Tensor:
         return value.to(torch.int64).contiguous()
     if not _is_integer(value):
         raise _type_fail(op, name, "an int or an integer tensor", type(value).__name__)
-    return torch.tensor([_int64_bits(op, name, int(value))], dtype=torch.int64, device=device)
+    value = _int64_bits(op, name, int(value))
+    if value == 0:
+        return _zero_offset(device)
+    # A fill launch, not torch.tensor: that copies from pageable host memory
+    # and synchronises the stream (and so cannot be captured in a graph).
+    return torch.full((1,), value, dtype=torch.int64, device=device)
 
 
 def draw_seed(op: str, generator: Optional[torch.Generator], device) -> torch.Tensor:
@@ -231,9 +236,10 @@ _zeros: dict = {}   # device -> a (1,) int64 zero that kernels only read
 
 
 def _zero_offset(device) -> torch.Tensor:
-    """The default offset, 0. One tensor per device, kept (a fresh one cost a
-    memset launch, 9 µs of host time, each call), except while a CUDA graph
-    is being captured: a tensor allocated then belongs to the graph's pool."""
+    """The default offset (and any int seed or offset 0). One tensor per
+    device, kept (a fresh one cost a memset launch, 9 µs of host time, each
+    call), except while a CUDA graph is being captured: a tensor allocated
+    then belongs to the graph's pool."""
     zero = _zeros.get(device)
     if zero is None:
         zero = torch.zeros(1, dtype=torch.int64, device=device)

@@ -50,7 +50,9 @@ _SHARED = {
         64-bit seed: an int, or an int64 tensor of shape ``(1,)`` (one seed
         for the batch; rows still differ) or ``(N,)`` (one per output; an
         output's token then depends only on its own row, parameters, seed and
-        offset, at any batch position).
+        offset, at any batch position). An int costs a fill launch and no
+        host synchronisation; a CUDA graph captures it as a constant, so to
+        vary seeds between replays pass a tensor and change it in place.
     offset : int or torch.Tensor, optional
         64-bit Philox offset, same shapes as ``seed``; default 0. Advance it
         (or the seed) between steps when you pass seeds yourself.
