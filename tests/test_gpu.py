@@ -272,8 +272,9 @@ def test_cuda_graph_capture_and_replay():
 def test_int_seeds_in_a_captured_graph():
     """An int seed and offset are captured as constants: each replay draws
     what an eager call with those ints draws (the input changed in place).
-    Until the thirteenth session an int became a tensor by a copy from
-    pageable memory, which synchronised the stream and broke the capture."""
+    Until the thirteenth session an int became a tensor by torch.tensor, a
+    copy from pageable memory that synchronises the stream, which a capture
+    does not allow."""
     vocab, batch = 32000, 16
     probs = inputs(batch, vocab, 8)[1]
     static_in = probs.clone()
