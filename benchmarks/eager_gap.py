@@ -2,10 +2,10 @@
 
 ``triton.testing.do_bench`` zeroes a 256 MB buffer before each call (an L2
 flush), and the host issues the call while that memset runs, so a
-host-bound call measures about its host time less the memset's. The
-twelfth session's grid (H100) had top-p at 165-200 µs eager for every V
-and B <= 64, where host_paths.py measured 135 µs of host time a call and
-top-k 50 about 125. This runs each op the way bench.py does (its
+host-bound call can measure its host time less the memset's. The
+twelfth session's grid (H100, tree c95cb2d) had top-p at 163-194 µs eager
+for every V and B <= 64, where host_paths.py, on another H100 host,
+measured 135 µs of host time a call and top-k 50 about 125. This runs each op the way bench.py does (its
 providers, its inputs, its timing) and prints, side by side: the host time
 a call, the launcher's path counts (direct or Triton's own), the eager
 median, the median without the flush, and the graph replay; then the host

@@ -243,7 +243,12 @@ def _zero_offset(device) -> torch.Tensor:
     zero = _zeros.get(device)
     if zero is None:
         zero = torch.zeros(1, dtype=torch.int64, device=device)
-        if device.type != "cuda" or not torch.cuda.is_current_stream_capturing():
+        if device.type != "cuda":
+            _zeros[device] = zero
+        elif not torch.cuda.is_current_stream_capturing():
+            # Once: its memset ran on this stream, and a call on another
+            # stream may read it next (independent review, thirteenth session).
+            torch.cuda.current_stream(device).synchronize()
             _zeros[device] = zero
     return zero
 
