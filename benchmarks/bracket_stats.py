@@ -6,6 +6,9 @@ overflow the candidate buffer (and so take the slow single-program path).
 For each input kind, top-p value and vocabulary it prints the share of rows
 that needed 1, 2, ... histogram passes and the share that overflowed. Runs on
 any device the Triton backend runs on (a GPU, or the interpreter on CPU).
+The bracket serves top-p alone where per-row steps do not fuse (ROCm); this
+selects it everywhere (``triton._FUSE_OK``): elsewhere top-p alone draws by
+rejection, with no passes to count.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def main() -> None:
     real = torch.load(args.real) if args.real else None
     seen = []
     tt.inspect = seen.append
+    tt._FUSE_OK = False
     print(f"{'input':8} {'from':6} {'V':>7} {'p':>6}  passes used (share of rows)          overflow")
     for kind in ("normal1", "normal3", "normal5", "real"):
         for vocab in ([real.shape[1]] if kind == "real" and real is not None else args.vocab):

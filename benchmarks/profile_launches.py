@@ -1,5 +1,7 @@
 """GPU time of each kernel launch of one top-p call, in launch order (torch.profiler),
-for several histogram-bin counts (``tokensampler.triton.HIST_BINS``).
+for several histogram-bin counts (``tokensampler.triton.HIST_BINS``), through
+the histogram bracket (ROCm's top-p path, selected here everywhere with
+``triton._FUSE_OK``; elsewhere top-p alone draws by rejection).
 
     python benchmarks/profile_launches.py [--batch 256] [--vocab 128256] [--bins 256 512]
 """
@@ -42,6 +44,7 @@ def main() -> None:
     args = ap.parse_args()
     seen = []
     tt.inspect = seen.append
+    tt._FUSE_OK = False
     seed = torch.tensor([1], device="cuda")
     for scale in args.scale:
         logits = torch.randn(args.batch, args.vocab, device="cuda") * scale
@@ -49,6 +52,7 @@ def main() -> None:
         for p in args.p:
             for nb in args.bins:
                 tt.HIST_BINS = nb
+                tt._layout.cache_clear()   # layouts read HIST_BINS once
                 for src, fn in (("probs", lambda: ts.top_p_sampling_from_probs(probs, p, seed=seed)),
                                 ("logits", lambda: ts.top_k_top_p_sampling_from_logits(
                                     logits, None, p, seed=seed))):
