@@ -242,6 +242,20 @@ def test_direct_launches_agree_with_tritons_path(monkeypatch):
     assert launcher.counts["direct"] - before["direct"] >= 2 * len(cases)
 
 
+def _captured(fn):
+    """``fn()`` captured in a CUDA graph after a warm-up call on a side
+    stream, as torch's CUDA-graph docs do: the graph and its output."""
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        fn()
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fn()
+    return graph, out
+
+
 def test_cuda_graph_capture_and_replay():
     vocab, batch = 32000, 16
     logits, _ = inputs(batch, vocab, 7)
@@ -250,14 +264,7 @@ def test_cuda_graph_capture_and_replay():
     offset = torch.tensor([0], device=DEV)
     fn = lambda: ts.top_k_top_p_sampling_from_logits(static_in, 50, 0.9, seed=seed, offset=offset,
                                                       temperature=0.8, backend="triton")
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        fn()
-    torch.cuda.current_stream().wait_stream(s)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static_out = fn()
+    graph, static_out = _captured(fn)
     for step in range(3):
         new, _ = inputs(batch, vocab, 100 + step)
         static_in.copy_(new)
@@ -280,14 +287,7 @@ def test_int_seeds_in_a_captured_graph():
     static_in = probs.clone()
     fn = lambda: ts.top_p_sampling_from_probs(static_in, 0.9, seed=2**63 + 11, offset=5,
                                               backend="triton")
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        fn()
-    torch.cuda.current_stream().wait_stream(s)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static_out = fn()
+    graph, static_out = _captured(fn)
     for step in range(2):
         new = inputs(batch, vocab, 200 + step)[1]
         static_in.copy_(new)
