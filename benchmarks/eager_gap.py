@@ -15,25 +15,12 @@ pieces (a launch's host cost by its arguments).
     python benchmarks/eager_gap.py [--vocab 128256] [--batch 1] [--ops top_p_0.9 top_k_50]
 """
 import argparse
-import time
-
 import torch
 import triton
 
 import bench
+import host_paths
 from tokensampler.triton import launcher
-
-
-def host_us(fn, reps=200):
-    for _ in range(5):
-        fn()
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    us = (time.perf_counter() - t) / reps * 1e6
-    torch.cuda.synchronize()
-    return us
 
 
 def no_flush_us(fn):
@@ -85,7 +72,7 @@ def main():
                     state["i"] += 1
                     return fn(inputs[state["i"] % len(inputs)], seed_t, offset_t)
 
-                host = host_us(call)
+                host = host_paths.host_us(call, rounds=1)
                 before = dict(launcher.counts)
                 eager = bench.time_eager(fn, inputs, seed_t, offset_t)
                 paths = {k: launcher.counts[k] - before.get(k, 0) for k in launcher.counts}
@@ -100,8 +87,7 @@ def main():
                          lambda: torch.tensor([12345], dtype=torch.int64, device=dev)),
                         ("torch.full((1,), s, device=cuda)",
                          lambda: torch.full((1,), 12345, dtype=torch.int64, device=dev))):
-        print(f"{label:36s} {host_us(make):7.1f} us host a call")
-    import host_paths
+        print(f"{label:36s} {host_paths.host_us(make, rounds=1):7.1f} us host a call")
     host_paths.pieces()   # what a launch costs, by its arguments
 
 
