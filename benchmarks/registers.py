@@ -29,7 +29,7 @@ POINTERS = dict(x_ptr="*fp32", t_ptr="*fp32", pi_ptr="*i32", pf_ptr="*fp32", gm_
                 plan_ptr="*i32", gl_ptr="*i32", k_ptr="*i64", p_ptr="*fp32", st_ptr="*i32",
                 arrived_ptr="*i32", seed_ptr="*i64", off_ptr="*i64", idx_ptr="*i64",
                 out_ptr="*i32", valid_ptr="*i1", draws_ptr="*i32", part_ptr="*fp32",
-                mp_ptr="*fp32", count_ptr="*i32", cand_ptr="*i64", above_ptr="*fp32",
+                mp_ptr="*fp32", cand_ptr="*i64", above_ptr="*fp32",
                 n_above_ptr="*i32", mass_ptr="*fp32")
 FLOATS = {"t_val", "p_val", "mp_val"}
 ROW = dict(HAS_INDICES=False, FROM_LOGITS=False, T_ROW=False, STREAM_IS_POS=True, CP2=64)

@@ -441,7 +441,7 @@ def test_a_large_scalar_top_k_reads_smaller_groups(monkeypatch):
 def test_workspaces_are_kept_per_layout_and_thread(monkeypatch):
     """A layout's workspaces are views of one buffer the calling thread keeps
     (triton/workspace.py): the next call with that layout reuses them (so its
-    counters must be zeroed again, or the row's last program is never seen),
+    counters must be back at zero, or the row's last program is never seen),
     another thread gets its own, a layout past MAX_BYTES gets fresh tensors
     each call, and every call's tokens still match the reference."""
     import threading
@@ -457,12 +457,12 @@ def test_workspaces_are_kept_per_layout_and_thread(monkeypatch):
         ref = fn(logits, probs, seed=seed, return_valid=True, backend="reference")
         got = fn(logits, probs, seed=seed, return_valid=True, backend="triton")
         assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]), seed
-        return getattr(seen[-1], "count", None)   # a workspace view (the tensor object)
+        return getattr(seen[-1], "plan", None)   # a workspace view (the tensor object)
 
     top_k = lambda lg, pr, **kw: ts.top_k_sampling_from_probs(pr, 7, **kw)
     top_p = lambda lg, pr, **kw: ts.top_p_sampling_from_probs(pr, 0.5, **kw)
     first = both(1, top_k)
-    assert both(2, top_k) is first             # the same views, counters zeroed again
+    assert both(2, top_k) is first             # the same views, counters back at zero
     both(3, top_p)
     both(4, top_p)                             # (top-p's arrival counters too)
     other = []
@@ -483,7 +483,8 @@ def test_workspace_buffers_grow_by_doubling_and_are_bounded(monkeypatch):
     MAX_LAYOUTS layouts' views, least recently used dropped first."""
     from tokensampler.triton import workspace
     cpu = torch.device("cpu")
-    carve = lambda n, alloc: SimpleNamespace(a=alloc(n, torch.int32), b=alloc(1, torch.int64))
+    carve = lambda n, alloc, zeros: SimpleNamespace(a=alloc(n, torch.int32),
+                                                    b=alloc(1, torch.int64))
     workspace.release()
     small = workspace.get(10, carve, cpu, "s")          # 12 + 4 entries
     assert workspace.get(10, carve, cpu, "s") is small
@@ -502,6 +503,37 @@ def test_workspace_buffers_grow_by_doubling_and_are_bounded(monkeypatch):
     views = [workspace.get(n, carve, cpu, "t") for n in (1, 2, 3)]
     assert workspace.get(3, carve, cpu, "t") is views[2]
     assert workspace.get(1, carve, cpu, "t") is not views[0]
+    workspace.release()
+
+
+def test_counters_are_zero_at_rest(monkeypatch):
+    """Every launch leaves the counters it used at zero (chunked.arrive: a
+    row's last program resets its arrival counter; narrow_row resets the
+    histogram bins it read), so no call zeroes them first (workspace.py).
+    After every call, through each launch form (per-row steps fused or
+    launches of their own, top-p's draws in the stats tail, the histogram
+    bracket of ROCm), each buffer's counters are all zero, and the next call
+    on the same views draws the reference's tokens."""
+    import tokensampler.triton as tt
+    from tokensampler.triton import workspace
+    vocab, batch = 4096 + 5, 3                 # two chunks; the bracket needs V > 4096
+    logits, probs = make_inputs(batch, vocab, seed=21)
+    samplers = {name: SAMPLERS[name] for name in ("top_p", "top_k", "logits_kp")}
+    split = {"plan": 0, "narrow": 0, "select": 0, "draws": 64}
+    for fuse_ok, rows in ((True, tt.FUSE_ROWS), (True, split), (False, tt.FUSE_ROWS)):
+        monkeypatch.setattr(tt, "_FUSE_OK", fuse_ok)
+        monkeypatch.setattr(tt, "FUSE_ROWS", rows)
+        workspace.release()
+        for name, fn in samplers.items():
+            for seed in (1, 2):
+                ref = fn(logits, probs, 7, 0.6, 0.1, 0.8, seed=seed, return_valid=True,
+                         backend="reference")
+                got = fn(logits, probs, 7, 0.6, 0.1, 0.8, seed=seed, return_valid=True,
+                         backend="triton")
+                assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+                bufs = workspace._local.buffers.values()
+                left = [int(b.zeros.count_nonzero()) for b in bufs if b.zeros is not None]
+                assert left and not any(left), (fuse_ok, rows, name, seed, left)
     workspace.release()
 
 

@@ -263,58 +263,64 @@ def _sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
     idx = call.indices if call.indices is not None else dummy
     seeds = (call.seed, int(call.seed.shape[0] > 1), call.offset, int(call.offset.shape[0] > 1))
     common = (x, stride, vocab, batch, L.n_chunks, idx)
-    if L.top_p_alone:
-        w = workspace.get(L, _carve_top_p, dev, stream)
-        return _sample_top_p(L, w, out, valid, common, seeds, p_ptr, p_val, t_ptr, t_val)
-    w = workspace.get(L, _carve, dev, stream)
-    if L.filtered:
-        w.zeroed.zero_()
-    launch(chunked.stats_kernel, L.grid,
-           *common, t_ptr, t_val, w.part_i, w.part_f, w.gm, w.plan, w.gl, k_ptr, k_val, p_ptr,
-           p_val, w.st, w.arrived_stats, *seeds, out, valid, **L.stats_kw)
-    if not L.filtered:
-        if min_p is not None:
-            launch(chunked.min_p_mass_kernel, L.grid,
-                   *common, m_ptr, m_val, t_ptr, t_val, w.part_i, w.part_f, w.mass, **L.min_p_kw)
-        launch(chunked.final_kernel, (n,),
-               *common, w.part_i, w.part_f, w.mass, L.mass_step, *seeds, m_ptr, m_val, t_ptr,
-               t_val, out, valid, **L.final_kw)
+    carve = _carve_top_p if L.top_p_alone else _carve
+    w = workspace.get(L, carve, dev, stream)
+    try:
+        if L.top_p_alone:
+            return _sample_top_p(L, w, out, valid, common, seeds, p_ptr, p_val, t_ptr, t_val)
+        launch(chunked.stats_kernel, L.grid,
+               *common, t_ptr, t_val, w.part_i, w.part_f, w.gm, w.plan, w.gl, k_ptr, k_val, p_ptr,
+               p_val, w.st, w.arrived, *seeds, out, valid, **L.stats_kw)
+        if not L.filtered:
+            if min_p is not None:
+                launch(chunked.min_p_mass_kernel, L.grid,
+                       *common, m_ptr, m_val, t_ptr, t_val, w.part_i, w.part_f, w.mass,
+                       **L.min_p_kw)
+            launch(chunked.final_kernel, (n,),
+                   *common, w.part_i, w.part_f, w.mass, L.mass_step, *seeds, m_ptr, m_val, t_ptr,
+                   t_val, out, valid, **L.final_kw)
+            return out, valid
+        if not L.fuse["plan"]:   # (plain and min-p returned above)
+            launch(chunked.plan_kernel, (n,),
+                   w.part_i, w.part_f, w.gm, w.plan, w.gl, L.n_chunks, batch, idx, stride, k_ptr,
+                   k_val, p_ptr, p_val, t_ptr, t_val, w.st, **L.plan_kw)
+        if L.bracket:
+            # Rows whose bracket already fits return at once. The narrowing runs
+            # once per row, not in every chunk's program (that cost more than a
+            # launch, measured on an H200).
+            for k in range(HIST_PASSES):
+                launch(hist_kernel, L.grid,
+                       *common, p_ptr, p_val, t_ptr, t_val, w.part_i, w.part_f, w.plan, w.st,
+                       w.hist, w.ab, w.arrived, k, **L.hist_kw)
+                if not L.fuse["narrow"]:
+                    # The warps of the fused form: the same reduction order, so
+                    # a row's bracket, and token, do not depend on the batch size.
+                    launch(narrow_kernel, (n,),
+                           w.part_i, w.part_f, w.plan, w.st, w.hist, w.ab, k, L.n_chunks, batch,
+                           idx, stride, p_ptr, p_val, t_ptr, t_val, **L.narrow_kw)
+        sel = (*seeds, out, valid, k_ptr, k_val, p_ptr, p_val, m_ptr, m_val, t_ptr, t_val)
+        launch(chunked.compact_kernel, L.grid,
+               *common, w.part_i, w.part_f, w.gm, w.plan, w.gl, w.cand, w.above, w.n_above,
+               w.arrived, *sel, **L.compact_kw)
+        if not L.fuse["select"]:
+            launch(chunked.select_kernel, (n,),
+                   *common, w.part_i, w.part_f, w.plan, w.cand, w.above, w.n_above, *sel,
+                   **L.select_kw)
+        if inspect is not None:
+            passes = None
+            if L.bracket:   # histogram passes that counted each row (its bracket state was active)
+                st = w.st[: n * HIST_PASSES * 4].view(n, HIST_PASSES, 4)
+                passes = ((st[..., 0] < st[..., 1]) & (st[..., 2] > L.cap)).sum(1)
+            count = w.plan[:n * 4].view(n, 4)[:, 3]
+            inspect(SimpleNamespace(n=n, cap=L.cap, bracket=L.bracket, count=count, st=w.st,
+                                    passes=passes, part_i=w.part_i, part_f=w.part_f, gm=w.gm,
+                                    plan=w.plan, gl=w.gl, cand=w.cand))
         return out, valid
-    if not L.fuse["plan"]:   # (plain and min-p returned above)
-        launch(chunked.plan_kernel, (n,),
-               w.part_i, w.part_f, w.gm, w.plan, w.gl, L.n_chunks, batch, idx, stride, k_ptr,
-               k_val, p_ptr, p_val, t_ptr, t_val, w.st, **L.plan_kw)
-    if L.bracket:
-        # Rows whose bracket already fits return at once. The narrowing runs
-        # once per row, not in every chunk's program (that cost more than a
-        # launch, measured on an H200).
-        for k in range(HIST_PASSES):
-            launch(hist_kernel, L.grid,
-                   *common, p_ptr, p_val, t_ptr, t_val, w.part_i, w.part_f, w.plan, w.st,
-                   w.hist, w.ab, w.arrived, k, **L.hist_kw)
-            if not L.fuse["narrow"]:
-                # The warps of the fused form: the same reduction order, so
-                # a row's bracket, and token, do not depend on the batch size.
-                launch(narrow_kernel, (n,),
-                       w.part_i, w.part_f, w.plan, w.st, w.hist, w.ab, k, L.n_chunks, batch, idx,
-                       stride, p_ptr, p_val, t_ptr, t_val, **L.narrow_kw)
-    sel = (*seeds, out, valid, k_ptr, k_val, p_ptr, p_val, m_ptr, m_val, t_ptr, t_val)
-    launch(chunked.compact_kernel, L.grid,
-           *common, w.part_i, w.part_f, w.gm, w.plan, w.gl, w.count, w.cand, w.above,
-           w.n_above, w.arrived_compact, *sel, **L.compact_kw)
-    if not L.fuse["select"]:
-        launch(chunked.select_kernel, (n,),
-               *common, w.part_i, w.part_f, w.plan, w.count, w.cand, w.above, w.n_above, *sel,
-               **L.select_kw)
-    if inspect is not None:
-        passes = None
-        if L.bracket:   # histogram passes that counted each row (its bracket state was active)
-            st = w.st[: n * HIST_PASSES * 4].view(n, HIST_PASSES, 4)
-            passes = ((st[..., 0] < st[..., 1]) & (st[..., 2] > L.cap)).sum(1)
-        inspect(SimpleNamespace(n=n, cap=L.cap, bracket=L.bracket, count=w.count, st=w.st,
-                                passes=passes, part_i=w.part_i, part_f=w.part_f, gm=w.gm,
-                                plan=w.plan, gl=w.gl, cand=w.cand))
-    return out, valid
+    except BaseException:
+        # A call stopped between its launches (a compile error at a kernel's
+        # first use, an interrupt) may leave counters that are not zero.
+        workspace.discard(dev, stream)
+        raise
 
 
 def _key(L, x: torch.Tensor, specs: tuple) -> tuple:
@@ -328,30 +334,29 @@ def _key(L, x: torch.Tensor, specs: tuple) -> tuple:
     return L, x.dtype, x.data_ptr() & 15, launcher.int_class(x.stride(0)), *specs
 
 
-def _carve(L, alloc) -> SimpleNamespace:
+def _carve(L, alloc, zeros) -> SimpleNamespace:
     """The workspaces of a layout's launches (plain, min-p, top-k, joint, the
-    histogram bracket), from ``alloc(numel, dtype)``; workspace.get keeps
-    them for the next call with this layout. A workspace a launch does not
-    use is a 4-entry stand-in."""
+    histogram bracket), from ``alloc(numel, dtype)``, and the counters from
+    ``zeros(numel)``, zero at rest (workspace.py); workspace.get keeps them
+    for the next call with this layout. A workspace a launch does not use is
+    a 4-entry stand-in."""
     n, nc = L.n, L.nc
     w = SimpleNamespace()
     w.part_i = alloc(nc * 6, torch.int32)
     w.part_f = alloc(nc * 3, torch.float32)
-    w.gm = w.plan = w.gl = w.st = w.n_above = w.arrived_stats = w.hist = w.arrived = \
-        w.count = w.arrived_compact = w.ab = alloc(4, torch.int32)
+    w.gm = w.plan = w.gl = w.st = w.n_above = w.hist = w.arrived = w.ab = alloc(4, torch.int32)
     w.above = w.mass = w.part_f
     if L.filtered:
-        # Zeroed each call: the arrival counters of the launches that end in
-        # per-row work (stats -> plan_row, each histogram pass -> narrow_row,
-        # compact -> select_row), compact's slot counter, the histogram bins.
-        # Sections start every s >= n entries, 16-byte aligned (_aligned).
-        s = _aligned(n)
-        w.zeroed = alloc(s * L.per_row, torch.int32)
-        w.arrived_stats, w.arrived_compact = w.zeroed[:n], w.zeroed[s:s + n]
-        w.count = w.zeroed[2 * s:2 * s + n]
-        w.arrived = w.zeroed[3 * s:(3 + HIST_PASSES) * s]
-        w.hist = w.zeroed[(3 + HIST_PASSES) * s:]
+        # The arrival counters of the launches that end in per-row work
+        # (stats -> plan_row, compact -> select_row: entry j; histogram pass
+        # k -> narrow_row: entry j * NS + k), one set for all of them: each
+        # launch leaves it at zero before the next starts (chunked.arrive).
+        # The histogram bins: narrow_row zeroes those it read.
+        w.arrived = zeros(n * (HIST_PASSES if L.bracket else 1))
+        if L.bracket:
+            w.hist = zeros(n * HIST_PASSES * HIST_BINS)
         w.gm = alloc(nc * L.g_per_chunk, torch.int32)
+        # (lo, hi, groups, candidate count) a row, from plan_row.
         w.plan = alloc(n * 4, torch.int32)
         w.cand = alloc(n * L.cap, torch.int64)
         if not L.bracket:
@@ -371,14 +376,13 @@ def _carve(L, alloc) -> SimpleNamespace:
     return w
 
 
-def _carve_top_p(L, alloc) -> SimpleNamespace:
+def _carve_top_p(L, alloc, zeros) -> SimpleNamespace:
     """Top-p by rejection's workspaces (:func:`_sample_top_p`), as :func:`_carve`."""
     n, nc = L.n, L.nc
-    s = _aligned(n)   # each launch's counters 16-byte aligned (_aligned)
     w = SimpleNamespace(part_i=alloc(nc * 6, torch.int32), part_f=alloc(nc * 3, torch.float32))
-    # Zeroed each call: one arrival counter per row for each launch.
-    w.arrived = alloc((1 + ROUNDS) * s, torch.int32)
-    w.arrived_at = [w.arrived[(1 + k) * s:] for k in range(ROUNDS)]
+    # One arrival counter a row, for the stats launch and each check round
+    # in turn: each leaves it at zero (chunked.arrive).
+    w.arrived = zeros(n)
     w.draws = alloc(n * 2 * DRAWS, torch.int32)   # tokens, keys
     w.state = alloc(n, torch.int32)
     w.sums = alloc(nc * DRAWS, torch.float32)
@@ -466,7 +470,6 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
     # joint's launches compile a variant per power of two of chunks, so
     # warmup must see each vocabulary size served (its docstring says so).
     gp2 = _pow2(n_chunks) * g_per_chunk
-    L.per_row = 3 + (HIST_PASSES * (1 + HIST_BINS) if bracket else 0)
     L.fuse = fuse = {step: fuse_ok and filtered and n <= rows for step, rows in fuse_rows.items()}
     # Top-k and joint: plan_row and select_row are the rare-heavy tails of
     # these two launches (three programs an SM, seventh session).
@@ -499,10 +502,9 @@ def _sample_top_p(L, w, out, valid, common, seeds, p_ptr, p_val, t_ptr, t_val):
     stats pass, round 0's draws (in its tail up to FUSE_ROWS["draws"]
     outputs, else ``draw_kernel``); each of ROUNDS ``check_kernel`` launches
     reads the rows still open once, checks their draws and makes the next
-    round's. 1 + ROUNDS or 2 + ROUNDS launches and a memset; a row decided in
-    round 0 is read twice."""
+    round's. 1 + ROUNDS or 2 + ROUNDS launches, no memset (the counters are
+    zero at rest); a row decided in round 0 is read twice."""
     n = out.shape[0]
-    w.arrived.zero_()
     launch(chunked.stats_kernel, L.grid,
            *common, t_ptr, t_val, w.part_i, w.part_f, w.draws, w.draws, w.draws, p_ptr, p_val,
            p_ptr, p_val, w.state, w.arrived, *seeds, out, valid, **L.stats_kw)
@@ -512,7 +514,7 @@ def _sample_top_p(L, w, out, valid, common, seeds, p_ptr, p_val, t_ptr, t_val):
                t_ptr, t_val, **L.draw_kw)
     for k, (grid, kw) in enumerate(L.check):
         launch(chunked.check_kernel, grid,
-               *common, w.part_i, w.part_f, w.draws, w.state, w.sums, w.arrived_at[k], k, *seeds,
+               *common, w.part_i, w.part_f, w.draws, w.state, w.sums, w.arrived, k, *seeds,
                out, valid, p_ptr, p_val, t_ptr, t_val, **kw)
     if inspect is not None:
         inspect(SimpleNamespace(n=n, reject=True, state=w.state))

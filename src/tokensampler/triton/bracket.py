@@ -113,6 +113,9 @@ def _narrow(st_ptr, h_ptr, ab_ptr, pf_ptr, slot, j, C, p, total, ref, mul, inv_t
         u0, s = _bin_scale(lo, hi, FROM_LOGITS, NB)
         b = tl.arange(0, NB)
         cnt = tl.load(h_ptr + at * NB + b)
+        # Read once, here: the bins go back to zero for the next call
+        # (zero at rest, workspace.py), as ``arrive`` resets its counters.
+        tl.store(h_ptr + at * NB + b, tl.zeros([NB], tl.int32))
         down = _edge(b, u0, s, lo, hi, False, FROM_LOGITS)     # <= keys of bins >= b
         up = _edge(b + 1, u0, s, lo, hi, True, FROM_LOGITS)    # >= keys of bins <= b
         one = tl.full([NB], True, tl.int1)

@@ -66,8 +66,8 @@ ROUNDS launches and a memset, one fewer up to FUSE_ROWS["draws"] outputs):
     and the single-program ``kernels.reject_row`` (bounded, slower).
 
 Per-row steps run in the last program of the row to finish the launch
-before them (``arrive``: an atomic counter, zeroed per call; nothing waits
-for anything). A launch costs about 10 µs of host time on the H200
+before them (``arrive``: an atomic counter, zero at rest, which that last
+program resets; nothing waits for anything). A launch costs about 10 µs of host time on the H200
 machine's CPU once launcher.py skips Triton's argument binding (26-30 µs
 through ``kernel[grid]``; benchmarks/host_paths.py), so small batches are
 bound by the number of launches. Top-k and joint fuse ``plan_row`` and
@@ -207,16 +207,27 @@ def race_in_chunk(x_ptr, row_off, V, chunk, keep_floor, t, last, seed, offset, s
 @triton.jit
 def arrive(counter_ptr, C):
     """Whether this program is the last of its row's ``C`` programs to get
-    here (``counter_ptr``, zeroed before the launch, counts them).
+    here (``counter_ptr``, zero when the launch starts, counts them).
 
     It lets a launch end with per-row work (the next step of the pipeline)
     without a launch of its own: nothing waits, the programs that arrive
     earlier just finish. The barrier puts every store of this program before
     the atomic, whose release/acquire (GPU scope) makes the stores of all the
     row's programs visible to the last one.
+
+    The last program sets the counter back to zero: no other program of the
+    launch touches it again, and the next launch to use it starts after this
+    one ends. So a workspace of counters stays zero at rest and no call
+    zeroes it first (workspace.py). Every program of a row must arrive, or
+    none: a launch whose row's programs arrived only in part would leave
+    its counter short of zero for the next call. Each call site arrives
+    under a condition all of the row's programs share.
     """
     tl.debug_barrier()
-    return tl.atomic_add(counter_ptr, 1, sem="acq_rel", scope="gpu") == C - 1
+    last = tl.atomic_add(counter_ptr, 1, sem="acq_rel", scope="gpu") == C - 1
+    if last:
+        tl.store(counter_ptr, 0)
+    return last
 
 
 @triton.jit(do_not_specialize=_SIZES)
@@ -680,7 +691,8 @@ def plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, C, B, idx_ptr, stride_
              JOINT: tl.constexpr, CP2: tl.constexpr, GP2: tl.constexpr,
              G_PER_CHUNK: tl.constexpr, BRACKET: tl.constexpr, NS: tl.constexpr):
     """Output j: the candidate bracket ``plan[j] = (lo, hi)`` (run by the last
-    of its row's ``stats_kernel`` programs).
+    of its row's ``stats_kernel`` programs), and its candidate count
+    ``plan[j * 4 + 3]`` set to 0 for ``compact_kernel``.
 
     Candidates are the tokens with ``lo <= key <= hi``; ``lo = INT_MAX`` when
     the row needs none. Without BRACKET, ``hi = INT_MAX`` (every token from
@@ -738,6 +750,7 @@ def plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, C, B, idx_ptr, stride_
     tl.store(plan_ptr + j * 4, bound.to(tl.int32))
     tl.store(plan_ptr + j * 4 + 1, hi)
     tl.store(plan_ptr + j * 4 + 2, n_groups)
+    tl.store(plan_ptr + j * 4 + 3, 0)   # the candidate count compact_kernel adds to
     if BRACKET:
         for q in tl.static_range(NS):
             at = (j * NS + q).to(tl.int64) * 4
@@ -789,7 +802,7 @@ def _store_candidates(cand_ptr, j, CAP: tl.constexpr, key, cols, sel, slot):
 
 @triton.jit(do_not_specialize=_SIZES)
 def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, gm_ptr, plan_ptr,
-                   gl_ptr, count_ptr, cand_ptr, above_ptr, n_above_ptr, arrived_ptr, seed_ptr,
+                   gl_ptr, cand_ptr, above_ptr, n_above_ptr, arrived_ptr, seed_ptr,
                    seed_step, off_ptr, off_step, out_ptr, valid_ptr, k_ptr, k_val, p_ptr, p_val,
                    mp_ptr, mp_val, t_ptr, t_val, HAS_INDICES: tl.constexpr,
                    FROM_LOGITS: tl.constexpr, HAS_K: tl.constexpr, K_ROW: tl.constexpr,
@@ -816,8 +829,9 @@ def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, gm_ptr, 
     count and mass (chunk scale) of its tokens above ``hi``, which are kept
     for sure.
 
-    The slot range comes from one atomic add on the row's counter (never a
-    wait); slots past CAP are dropped and the counter records the overflow.
+    The slot range comes from one atomic add on the row's count
+    (``plan[j * 4 + 3]``, never a wait); slots past CAP are dropped and the
+    count records the overflow.
     One pass over at most one chunk's worth of tokens a program.
     """
     j = tl.program_id(0)
@@ -841,7 +855,7 @@ def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, gm_ptr, 
             sel = (pos & (key >= lo) & (key <= hi)).to(tl.int32)
             n = tl.sum(sel)
             if n > 0:
-                start = tl.atomic_add(count_ptr + j, n, sem="relaxed")   # as the histogram bins
+                start = tl.atomic_add(plan_ptr + j * 4 + 3, n, sem="relaxed")   # as the bins
                 slot = start + tl.cumsum(sel, axis=0) - sel
                 _store_candidates(cand_ptr, j, CAP, key, cols, sel, slot)
             shift, factor = _chunk_scale(pf_ptr, (j * C + c).to(tl.int64), inv_t, FROM_LOGITS)
@@ -864,7 +878,7 @@ def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, gm_ptr, 
             per_group = tl.sum(sel, axis=1)
             n = tl.sum(per_group)
             if n > 0:
-                start = tl.atomic_add(count_ptr + j, n, sem="relaxed")
+                start = tl.atomic_add(plan_ptr + j * 4 + 3, n, sem="relaxed")
                 slot = (start + (tl.cumsum(per_group, axis=0) - per_group)[:, None]
                         + tl.cumsum(sel, axis=1) - sel)
                 _store_candidates(cand_ptr, j, CAP, key, cols, sel, slot)
@@ -873,7 +887,7 @@ def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, gm_ptr, 
         tl.store(n_above_ptr + (j * C + c).to(tl.int64), n_above)
     if SELECT:
         if arrive(arrived_ptr + j, C):
-            select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr, count_ptr,
+            select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
                        cand_ptr, above_ptr, n_above_ptr, seed_ptr, seed_step, off_ptr,
                        off_step, out_ptr, valid_ptr, k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_val,
                        t_ptr, t_val, HAS_INDICES, FROM_LOGITS, HAS_K, K_ROW, HAS_P, P_ROW,
@@ -985,7 +999,7 @@ def _select_filtered(cand_ptr, j, count, k, p, mp, k_on, p_on, n_pos, vmax, ref,
 
 
 @triton.jit
-def select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr, count_ptr,
+def select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
                cand_ptr, above_ptr, n_above_ptr, seed_ptr, seed_step, off_ptr, off_step, out_ptr,
                valid_ptr, k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_val, t_ptr, t_val,
                HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, HAS_K: tl.constexpr,
@@ -1012,7 +1026,7 @@ def select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
     if ok & ~greedy:
         seed = tl.load(seed_ptr + j * seed_step)
         offset = tl.load(off_ptr + j * off_step)
-        count = tl.load(count_ptr + j)
+        count = tl.load(plan_ptr + j * 4 + 3)
         bound = tl.load(plan_ptr + j * 4)
         k_on = HAS_K & (k > 0) & (k < n_pos)
         p_on = HAS_P & (p < 1.0)
@@ -1072,7 +1086,7 @@ def plan_kernel(pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, C, B, idx_ptr, stride_
 
 
 @triton.jit(do_not_specialize=_SIZES)
-def select_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr, count_ptr,
+def select_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
                   cand_ptr, above_ptr, n_above_ptr, seed_ptr, seed_step, off_ptr, off_step,
                   out_ptr, valid_ptr, k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_val, t_ptr, t_val,
                   HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, HAS_K: tl.constexpr,
@@ -1083,7 +1097,7 @@ def select_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
                   BRACKET: tl.constexpr):
     """``select_row`` as a launch of its own (one program per output)."""
     select_row(tl.program_id(0), x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
-               count_ptr, cand_ptr, above_ptr, n_above_ptr, seed_ptr, seed_step, off_ptr,
+               cand_ptr, above_ptr, n_above_ptr, seed_ptr, seed_step, off_ptr,
                off_step, out_ptr, valid_ptr, k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_val, t_ptr,
                t_val, HAS_INDICES, FROM_LOGITS, HAS_K, K_ROW, HAS_P, P_ROW, HAS_MINP, MINP_ROW,
                T_ROW, JOINT, STREAM_IS_POS, CP2, CAP, BLOCK, CHUNK, BRACKET)
