@@ -518,14 +518,17 @@ def test_counters_are_zero_at_rest(monkeypatch):
     from tokensampler.triton import workspace
     vocab, batch = 4096 + 5, 3                 # two chunks; the bracket needs V > 4096
     logits, probs = make_inputs(batch, vocab, seed=21)
-    samplers = {name: SAMPLERS[name] for name in ("top_p", "top_k", "logits_kp")}
     split = {"plan": 0, "narrow": 0, "select": 0, "draws": 64}
-    for fuse_ok, rows in ((True, tt.FUSE_ROWS), (True, split), (False, tt.FUSE_ROWS)):
+    # (Where steps do not fuse, top-k's launches arrive nowhere: top-p only.)
+    forms = (((True, tt.FUSE_ROWS), ("top_p", "top_k", "logits_kp"), (1, 2)),
+             ((True, split), ("top_p", "top_k"), (1,)), ((False, tt.FUSE_ROWS), ("top_p",), (1,)))
+    for (fuse_ok, rows), names, seeds in forms:
         monkeypatch.setattr(tt, "_FUSE_OK", fuse_ok)
         monkeypatch.setattr(tt, "FUSE_ROWS", rows)
         workspace.release()
-        for name, fn in samplers.items():
-            for seed in (1, 2):
+        for name in names:
+            fn = SAMPLERS[name]
+            for seed in seeds:
                 ref = fn(logits, probs, 7, 0.6, 0.1, 0.8, seed=seed, return_valid=True,
                          backend="reference")
                 got = fn(logits, probs, 7, 0.6, 0.1, 0.8, seed=seed, return_valid=True,
@@ -534,6 +537,21 @@ def test_counters_are_zero_at_rest(monkeypatch):
                 bufs = workspace._local.buffers.values()
                 left = [int(b.zeros.count_nonzero()) for b in bufs if b.zeros is not None]
                 assert left and not any(left), (fuse_ok, rows, name, seed, left)
+    # Flat rows and tiny p: top-p's rows decided in rejection rounds 1 and 2
+    # (check launches whose programs each cover SPAN chunks) and by the
+    # final race; their counters too end at zero.
+    seen = []
+    monkeypatch.setattr(tt, "inspect", seen.append)
+    monkeypatch.setattr(tt, "_FUSE_OK", True)
+    flat = torch.ones(2, vocab, device=DEVICE)
+    p = torch.tensor([1e-4, 0.003], device=DEVICE)
+    states = []
+    for seed in (1,):   # decided in round 2 and by the final race
+        ref = ts.top_p_sampling_from_probs(flat, p, seed=seed, backend="reference")
+        assert torch.equal(ts.top_p_sampling_from_probs(flat, p, seed=seed, backend="triton"), ref)
+        states += seen[-1].state.tolist()
+        assert not any(int(b.zeros.count_nonzero()) for b in workspace._local.buffers.values())
+    assert min(states) <= -4, states    # some row went past round 1 (state -2 - round)
     workspace.release()
 
 

@@ -113,9 +113,6 @@ def _narrow(st_ptr, h_ptr, ab_ptr, pf_ptr, slot, j, C, p, total, ref, mul, inv_t
         u0, s = _bin_scale(lo, hi, FROM_LOGITS, NB)
         b = tl.arange(0, NB)
         cnt = tl.load(h_ptr + at * NB + b)
-        # Read once, here: the bins go back to zero for the next call
-        # (zero at rest, workspace.py), as ``arrive`` resets its counters.
-        tl.store(h_ptr + at * NB + b, tl.zeros([NB], tl.int32))
         down = _edge(b, u0, s, lo, hi, False, FROM_LOGITS)     # <= keys of bins >= b
         up = _edge(b + 1, u0, s, lo, hi, True, FROM_LOGITS)    # >= keys of bins <= b
         one = tl.full([NB], True, tl.int1)
@@ -139,6 +136,14 @@ def _narrow(st_ptr, h_ptr, ab_ptr, pf_ptr, slot, j, C, p, total, ref, mul, inv_t
         b0 = _bin(new_lo, u0, s, FROM_LOGITS, NB)
         b1 = _bin(new_hi, u0, s, FROM_LOGITS, NB)
         n_in = tl.sum(tl.where((b >= b0) & (b <= b1), cnt, 0))
+        # The bins go back to zero for the next call (zero at rest,
+        # workspace.py), as ``arrive`` resets its counters: after every use
+        # of ``cnt`` and a barrier, since a bin may sit in two threads' lanes
+        # (NB below the program's lanes) and only one of them stores: a
+        # store scheduled before another thread's load would hand it a zero
+        # (independent review, thirteenth session: gfx942 code for 8 warps).
+        tl.debug_barrier()
+        tl.store(h_ptr + at * NB + b, tl.zeros([NB], tl.int32))
         lo = new_lo
         hi = new_hi
     return lo, hi, n_in

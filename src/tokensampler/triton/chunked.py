@@ -47,7 +47,7 @@ top-p alone (3 to 2 + HIST_PASSES reads plus one chunk, 2 + HIST_PASSES launches
     takes the single-program path of kernels.py: bounded, slower, exact.
 
 Top-p alone by adaptive rejection (docs/semantics.md section 5; 2 +
-ROUNDS launches and a memset, one fewer up to FUSE_ROWS["draws"] outputs):
+ROUNDS launches, one fewer up to FUSE_ROWS["draws"] outputs):
     ``draw_kernel`` makes round 0's DRAWS draws, a program per (output,
     draw): a chunk by the stats' masses, then one chunk read
     (``first_draws``); up to FUSE_ROWS["draws"] outputs (none as shipped)

@@ -15,8 +15,9 @@ While a CUDA graph is being captured a call gets fresh tensors, as before:
 they belong to the graph's memory pool, and the graph may be replayed on
 another stream while eager calls use the buffer.
 
-The buffer grows, at least doubling, to the largest layout seen (views
-carved from the old one are dropped). It is held until :func:`release` or
+Each buffer grows, at least doubling, to the largest layout seen (views
+carved from the old one are dropped); with the counters' buffer a thread
+holds up to twice MAX_BYTES a stream. It is held until :func:`release` or
 the thread's end (a watchdog worker ends with its caller thread). A layout
 needing more than MAX_BYTES gets fresh tensors each call instead: at that
 size (top-k at B=1024, V=128256: 65 MiB) the GPU time, not the host's,
