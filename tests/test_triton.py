@@ -345,8 +345,9 @@ def test_top_p_rejection_on_denormal_chunks():
 
 
 def test_select_sorts_sized_to_the_candidates(monkeypatch):
-    """select_row sorts 256, 2048 or 4096 slots by the row's candidate
-    count; rows whose counts fall in each size match the reference."""
+    """select_row takes 256, 2048 or 4096 slots by the row's candidate
+    count (sorting them where top-p needs the order); rows whose counts fall
+    in each size match the reference."""
     import tokensampler.triton as tt
     seen = []
     monkeypatch.setattr(tt, "inspect", seen.append)

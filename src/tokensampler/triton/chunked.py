@@ -26,9 +26,10 @@ top-k / top-p / both (1 read plus the groups holding candidates, 2 launches;
     ``compact_kernel`` reads those groups only (CHUNK / GROUP of the list a
     program) and copies the tokens with key >= L into a per-row buffer (one
     atomic slot reservation per program, no waiting), and its row's last program
-    runs ``select_row``: it sorts them by the exact order, applies the rules
-    of docs/semantics.md to that prefix and races the kept ones (chunk
-    masses summed over the candidates).
+    runs ``select_row``: with top-p it sorts them by the exact order and
+    applies the rules of docs/semantics.md to that prefix; top-k alone finds
+    its k-th largest candidate by 16-way searches instead (no sort); then it
+    races the kept ones (chunk masses summed exactly over the candidates).
 top-p alone (3 to 2 + HIST_PASSES reads plus one chunk, 2 + HIST_PASSES launches):
     too many tokens are kept to sort them all, so ``plan_row`` opens a
     bracket ``[L, kmax]`` around the threshold. Each ``hist_kernel`` pass
@@ -1112,7 +1113,8 @@ def select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
                CAP: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr,
                BRACKET: tl.constexpr):
     """Output j (run by the last of its row's ``compact_kernel`` programs):
-    exact order of the candidates (one sort), the kept prefix, the race.
+    the kept candidates (sorted for top-p's prefix; top-k alone by search),
+    then the race.
 
     Without BRACKET every kept token is a candidate and the race runs over
     them. With BRACKET (top-p alone) the tokens above the bracket are kept for
