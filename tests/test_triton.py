@@ -345,8 +345,9 @@ def test_top_p_rejection_on_denormal_chunks():
 
 
 def test_select_sorts_sized_to_the_candidates(monkeypatch):
-    """select_row sorts 256, 2048 or 4096 slots by the row's candidate
-    count; rows whose counts fall in each size match the reference."""
+    """select_row takes 256, 2048 or 4096 slots by the row's candidate
+    count (sorting them where top-p needs the order); rows whose counts fall
+    in each size match the reference."""
     import tokensampler.triton as tt
     seen = []
     monkeypatch.setattr(tt, "inspect", seen.append)
@@ -363,6 +364,50 @@ def test_select_sorts_sized_to_the_candidates(monkeypatch):
         # Read now: the views are the next call's too (workspace.py).
         counts = seen[-1].count.tolist()
         assert counts[0] <= 256 < counts[1] <= 2048 < counts[3] <= 4096, counts
+
+
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "split"])
+def test_top_k_without_sorting_keeps_the_lowest_index_ties(fuse, monkeypatch):
+    """Top-k alone picks its kept set among more than 256 candidates without
+    sorting them (chunked._top_k_of): the k-th largest key, then the lowest
+    indices among its ties. Rows of three exact levels (4, 2, 1; sums exact
+    in float32 and float64) put the k-th token inside a run of ties spread
+    over three chunks: keeping any other tie, or one too many or too few,
+    changes the tokens drawn. 12 outputs a row, token for token with the
+    reference, with candidates in the 256-slot tier (sorted) and in the
+    2048- and 4096-slot tiers (searched)."""
+    import tokensampler.triton as tt
+    monkeypatch.setattr(tt, "_FUSE_OK", fuse)
+    seen = []
+    monkeypatch.setattr(tt, "inspect", seen.append)
+    vocab = 2 * 4096 + 100
+    g = torch.Generator().manual_seed(5)
+    probs = torch.ones(4, vocab)
+    for r, (n_a, n_b) in enumerate([(60, 200), (10, 50), (0, 300), (0, 3000)]):
+        where = torch.randperm(vocab, generator=g)
+        probs[r, where[:n_a]] = 4.0
+        probs[r, where[n_a:n_a + n_b]] = 2.0
+    probs = probs.to(DEVICE)
+    # Row 0: 60 fours, then 90 of 200 twos; row 1: all 10 fours and 10 of 50
+    # twos; rows 2 and 3: the 2 and 3 lowest-indexed of 300 and 3000 twos,
+    # so that one tie too many or too few changes half the tokens or more.
+    rows = torch.arange(4, device=DEVICE).repeat_interleave(12)
+    k = torch.tensor([150, 20, 2, 3], device=DEVICE).repeat_interleave(12)
+    k[1], k[2] = 60, 61    # row 0: exactly its fours; one tie more
+    k[13] = 40             # row 1: its fours and 30 of its 50 twos
+    k[25], k[26] = 1, 150  # row 2: the first tie; half of them
+    k[37] = 2999           # row 3: all but its last tie
+    seeds = torch.arange(rows.numel(), device=DEVICE) * 7 + 3
+    ref = ts.top_k_sampling_from_probs(probs, k, indices=rows, seed=seeds, return_valid=True,
+                                       backend="reference")
+    got = ts.top_k_sampling_from_probs(probs, k, indices=rows, seed=seeds, return_valid=True,
+                                       backend="triton")
+    assert torch.equal(got[1], ref[1])
+    assert torch.equal(got[0], ref[0]), (got[0] != ref[0]).nonzero().flatten().tolist()
+    counts = seen[-1].count.tolist()
+    searched = counts[:12] + counts[24:36]
+    assert max(counts[12:24]) <= 256 < min(searched), counts
+    assert max(searched) <= 2048 < min(counts[36:]) <= 4096, counts
 
 
 def _stand_in_launcher(monkeypatch):

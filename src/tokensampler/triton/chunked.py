@@ -26,9 +26,10 @@ top-k / top-p / both (1 read plus the groups holding candidates, 2 launches;
     ``compact_kernel`` reads those groups only (CHUNK / GROUP of the list a
     program) and copies the tokens with key >= L into a per-row buffer (one
     atomic slot reservation per program, no waiting), and its row's last program
-    runs ``select_row``: it sorts them by the exact order, applies the rules
-    of docs/semantics.md to that prefix and races the kept ones (chunk
-    masses summed over the candidates).
+    runs ``select_row``: with top-p it sorts them by the exact order and
+    applies the rules of docs/semantics.md to that prefix; top-k alone finds
+    its k-th largest candidate by 16-way searches instead (no sort); then it
+    races the kept ones (chunk masses summed exactly over the candidates).
 top-p alone (3 to 2 + HIST_PASSES reads plus one chunk, 2 + HIST_PASSES launches):
     too many tokens are kept to sort them all, so ``plan_row`` opens a
     bracket ``[L, kmax]`` around the threshold. Each ``hist_kernel`` pass
@@ -952,42 +953,59 @@ def _select_bracket(x_ptr, row_off, V, C, j, pf_ptr, cand_ptr, above_ptr, n_abov
 
 @triton.jit
 def _select_filtered(cand_ptr, j, count, k, p, mp, k_on, p_on, n_pos, vmax, ref, mul, total, C,
-                     seed, offset, stream, FROM_LOGITS: tl.constexpr, HAS_MINP: tl.constexpr,
-                     JOINT: tl.constexpr, CP2: tl.constexpr, CAP: tl.constexpr,
-                     CHUNK: tl.constexpr, SIZE: tl.constexpr):
-    """Top-k and joint: sort the row's ``count <= SIZE`` candidates, apply the
-    filters of docs/semantics.md to that prefix and race the kept ones.
-    Returns ``(token, fallback)``: fallback when rounding might carry the
-    top-p prefix past the last candidate."""
+                     seed, offset, stream, FROM_LOGITS: tl.constexpr, HAS_P: tl.constexpr,
+                     HAS_MINP: tl.constexpr, JOINT: tl.constexpr, CP2: tl.constexpr,
+                     CAP: tl.constexpr, CHUNK: tl.constexpr, SIZE: tl.constexpr):
+    """Top-k and joint: the kept set among the row's ``count <= SIZE``
+    candidates by the filters of docs/semantics.md, then the race over it.
+    With top-p (HAS_P) the candidates are sorted, for the prefix sums. Top-k
+    alone (with or without min-p) needs no order, only the k-th largest
+    candidate: above 256 slots ``_top_k_of`` finds it by search. The sort
+    of 2048 slots took most of top-k 1000's time (select 45 of 57 µs at
+    B=1, V=32000); the search cut the call to 61 µs under graph replay. At
+    256 slots the sort is the faster (top-k 50's select 14 µs sorted, 25 by
+    search, B=256, V=128256; H100, fourteenth session). Returns ``(token,
+    fallback)``: fallback when rounding might carry the top-p prefix past
+    the last candidate."""
+    # Chunks a reduction in the kept masses: fewer at larger sizes, whose
+    # registers set the whole select launch's (benchmarks/registers.py).
+    G_MASS: tl.constexpr = 4 if SIZE <= 256 else (2 if SIZE <= 2048 else 1)
+    SORTED: tl.constexpr = True if HAS_P else SIZE <= 256
     fallback = tl.zeros([], tl.int1)
     s = tl.arange(0, SIZE)
     live = s < count
     packed = tl.load(cand_ptr + j.to(tl.int64) * CAP + s, mask=live,
                      other=-9223372036854775808)
-    packed = tl.sort(packed, descending=True)
+    if SORTED:
+        packed = tl.sort(packed, descending=True)
     key = (packed >> 32).to(tl.int32)
     idx = (0xFFFFFFFF - (packed & 0xFFFFFFFF)).to(tl.int32)
     v = row.key_value(key, FROM_LOGITS)
     w = row.weight(v, live, ref, mul, FROM_LOGITS)
     keep = live
-    w_ref = total
-    if k_on:
-        keep &= s < k
-        if not JOINT:
-            w_ref = tl.sum(tl.where(keep, w, 0.0))
-    if p_on:
-        target = p * w_ref
-        before = tl.cumsum(w, axis=0) - w
-        keep &= (before < target) | (s == 0)
-        # Every candidate kept by top-p and tokens remain outside: the
-        # prefix might continue past them (rounding); go the long way.
-        last_kept = tl.sum(tl.where(s == count - 1, (before < target).to(tl.int32), 0))
-        fallback = (last_kept > 0) & (count < n_pos) & ~(k_on & (k <= count))
+    if SORTED:
+        w_ref = total
+        if k_on:
+            keep &= s < k
+            if HAS_P:
+                if not JOINT:
+                    w_ref = tl.sum(tl.where(keep, w, 0.0))
+        if HAS_P:
+            if p_on:
+                target = p * w_ref
+                before = tl.cumsum(w, axis=0) - w
+                keep &= (before < target) | (s == 0)
+                # Every candidate kept by top-p and tokens remain outside: the
+                # prefix might continue past them (rounding); go the long way.
+                last_kept = tl.sum(tl.where(s == count - 1, (before < target).to(tl.int32), 0))
+                fallback = (last_kept > 0) & (count < n_pos) & ~(k_on & (k <= count))
+    elif k_on:
+        keep = _top_k_of(cand_ptr, j.to(tl.int64) * CAP, count, key, idx, live, k, SIZE)
     if HAS_MINP:
         keep &= v >= _min_p_floor(mp, vmax)
     if C > 1:
         # Stage one of the race: kept mass per chunk.
-        mass = _chunk_masses(keep, w, idx, C, CP2, CHUNK)
+        mass = _kept_chunk_masses(keep, w, idx, C, CP2, CHUNK, G_MASS)
         cc = tl.arange(0, CP2)
         log_mass = tl.where(mass > 0.0, tl.log(mass), float("-inf"))
         keep &= idx // CHUNK == pick_chunk(log_mass, cc, cc < C, seed, offset, stream, 0)
@@ -996,6 +1014,98 @@ def _select_filtered(cand_ptr, j, count, k, p, mp, k_on, p_on, n_pos, vmax, ref,
     best = tl.max(race)
     token = tl.min(tl.where(keep & (race == best), idx, INT_MAX))
     return token, fallback
+
+
+@triton.jit
+def _top_k_of(cand_ptr, base, count, key, idx, live, k, SIZE: tl.constexpr):
+    """Mask of the ``k`` largest live candidates in the exact order (key
+    descending, then index ascending), found without sorting: the k-th
+    largest key ``t``, then, if ``t`` has more ties than places left, the
+    needed ones with the lowest indices (the largest packed low words
+    ``2**32 - 1 - index``). Each is a 16-way search over the row's
+    candidates (``_largest_reaching``): at most 8 + 8 passes over them, none
+    over the row. Every live candidate is kept when ``k`` reaches their
+    number."""
+    n = tl.sum(live.to(tl.int32))
+    kk = tl.minimum(k, n)
+    # (Keys are int32 and low words below 2**32, so hi - lo < 2**32; with
+    # nothing live, hi < lo and no pass runs.)
+    t = _largest_reaching(cand_ptr, base, count, 0,
+                          tl.min(tl.where(live, key, INT_MAX)).to(tl.int64),
+                          tl.max(tl.where(live, key, INT_MIN)).to(tl.int64), kk, False, SIZE)
+    t = t.to(tl.int32)
+    above = live & (key > t)
+    tie = live & (key == t)
+    need = kk - tl.sum(above.to(tl.int32))
+    last = tl.max(tl.where(tie, idx, -1))   # the last tie kept, by index
+    if need < tl.sum(tie.to(tl.int32)):
+        u = _largest_reaching(cand_ptr, base, count, t,
+                              0xFFFFFFFF - tl.max(tl.where(tie, idx, 0)).to(tl.int64),
+                              0xFFFFFFFF - tl.min(tl.where(tie, idx, INT_MAX)).to(tl.int64),
+                              need, True, SIZE)
+        last = (0xFFFFFFFF - u).to(tl.int32)
+    return above | (tie & (idx <= last))
+
+
+@triton.jit
+def _largest_reaching(cand_ptr, base, count, t, lo, hi, target, TIES: tl.constexpr,
+                      SIZE: tl.constexpr):
+    """The largest ``x`` in ``[lo, hi]`` (int64, ``hi - lo < 2**32``) such
+    that at least ``target`` of the row's ``count`` packed candidates (at
+    ``cand_ptr + base``) have key ``>= x``, or, with TIES, have key ``t``
+    and low word ``>= x``; ``lo`` must qualify. Each pass tests 16 pivots
+    and keeps the sixteenth of the interval holding the answer, so the
+    passes are the hex digits of ``hi - lo``, at most 8, fixed before the
+    loop (as row.search). A pass reads the candidates again, R at a time
+    (they are in L1), so that the comparisons take [R, 16] registers, not
+    [SIZE, 16]."""
+    R: tl.constexpr = 256 if SIZE > 256 else SIZE
+    n_pass = tl.zeros([], tl.int32)
+    for d in tl.static_range(8):
+        n_pass += ((hi - lo) >> (4 * d) > 0).to(tl.int32)
+    jj = tl.arange(0, 16).to(tl.int64)
+    r = tl.arange(0, R)
+    for _ in range(n_pass):
+        piv = lo + ((hi - lo + 1) * jj) // 16
+        acc = tl.zeros([R, 16], tl.int32)
+        for b in range(0, count, R):
+            m = b + r < count
+            packed = tl.load(cand_ptr + base + b + r, mask=m, other=0)
+            if TIES:
+                m &= (packed >> 32) == t
+                vals = packed & 0xFFFFFFFF
+            else:
+                vals = packed >> 32
+            acc += ((vals[:, None] >= piv[None, :]) & m[:, None]).to(tl.int32)
+        cnt = tl.sum(acc, axis=0)
+        jb = tl.max(tl.where((cnt >= target) | (jj == 0), jj, 0))
+        nxt = tl.sum(tl.where(jj == jb + 1, piv, 0))
+        hi = tl.where(jb + 1 < 16, nxt - 1, hi)
+        lo = tl.sum(tl.where(jj == jb, piv, 0))
+    return lo
+
+
+@triton.jit
+def _kept_chunk_masses(keep, w, idx, C, CP2: tl.constexpr, CHUNK: tl.constexpr,
+                       G: tl.constexpr):
+    """Kept candidate mass per chunk (a CP2 vector of float32), summed
+    exactly in fixed point, so that it does not depend on the candidates'
+    order in the buffer (compact_kernel's atomics set it): select needs no
+    sort for that. Units of 2**-48 of the row's weight scale: every weight
+    is below 2 (row.weight) and at most CAP = 4096 are summed, so a sum
+    stays below 2**61. A weight loses only what lies below 2**-48, less than
+    a float32 sum's rounding of any mass it could change. G chunks a
+    reduction: one cross-thread sum serves G chunks, for [SIZE, G] int64
+    registers."""
+    q = tl.where(keep, (w * 281474976710656.0).to(tl.int64), 0)   # w * 2**48
+    ch = idx // CHUNK
+    g = tl.arange(0, G)
+    cc = tl.arange(0, CP2)
+    mass = tl.zeros([CP2], tl.int64)
+    for c0 in range(0, C, G):
+        part = tl.sum(tl.where(ch[:, None] == (c0 + g)[None, :], q[:, None], 0), axis=0)
+        mass += tl.sum(tl.where(cc[:, None] == (c0 + g)[None, :], part[None, :], 0), axis=1)
+    return mass.to(tl.float32) * 3.552713678800501e-15   # 2**-48
 
 
 @triton.jit
@@ -1009,7 +1119,8 @@ def select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
                CAP: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr,
                BRACKET: tl.constexpr):
     """Output j (run by the last of its row's ``compact_kernel`` programs):
-    exact order of the candidates (one sort), the kept prefix, the race.
+    the kept candidates (sorted for top-p's prefix; top-k alone by search),
+    then the race.
 
     Without BRACKET every kept token is a candidate and the race runs over
     them. With BRACKET (top-p alone) the tokens above the bracket are kept for
@@ -1054,15 +1165,15 @@ def select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
             if count <= SMALL:
                 token, fallback = _select_filtered(
                     cand_ptr, j, count, k, p, mp, k_on, p_on, n_pos, vmax, ref, mul, total, C,
-                    seed, offset, stream, FROM_LOGITS, HAS_MINP, JOINT, CP2, CAP, CHUNK, SMALL)
+                    seed, offset, stream, FROM_LOGITS, HAS_P, HAS_MINP, JOINT, CP2, CAP, CHUNK, SMALL)
             elif count <= MID:
                 token, fallback = _select_filtered(
                     cand_ptr, j, count, k, p, mp, k_on, p_on, n_pos, vmax, ref, mul, total, C,
-                    seed, offset, stream, FROM_LOGITS, HAS_MINP, JOINT, CP2, CAP, CHUNK, MID)
+                    seed, offset, stream, FROM_LOGITS, HAS_P, HAS_MINP, JOINT, CP2, CAP, CHUNK, MID)
             else:
                 token, fallback = _select_filtered(
                     cand_ptr, j, count, k, p, mp, k_on, p_on, n_pos, vmax, ref, mul, total, C,
-                    seed, offset, stream, FROM_LOGITS, HAS_MINP, JOINT, CP2, CAP, CHUNK, CAP)
+                    seed, offset, stream, FROM_LOGITS, HAS_P, HAS_MINP, JOINT, CP2, CAP, CHUNK, CAP)
         if fallback:
             token = sample_row(x_ptr, row_off, V, j, k, p, mp, kmax, kmin, amax, n_pos, vmax,
                                ref, mul, total, seed, offset, HAS_K, HAS_P, HAS_MINP, JOINT,
