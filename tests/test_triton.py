@@ -375,14 +375,15 @@ def test_top_k_without_sorting_keeps_the_lowest_index_ties(fuse, monkeypatch):
     over three chunks: keeping any other tie, or one too many or too few,
     changes the tokens drawn. 12 outputs a row, token for token with the
     reference, with candidates in the 256-slot tier (sorted) and in the
-    2048- and 4096-slot tiers (searched)."""
+    2048- and 4096-slot tiers (searched); then a row of logits."""
     import tokensampler.triton as tt
     monkeypatch.setattr(tt, "_FUSE_OK", fuse)
     seen = []
     monkeypatch.setattr(tt, "inspect", seen.append)
     vocab = 2 * 4096 + 100
     g = torch.Generator().manual_seed(5)
-    probs = torch.ones(4, vocab)
+    probs = torch.ones(5, vocab)
+    probs[4, ::32] = 2.0   # one two in every 32-token group: 260 candidates
     for r, (n_a, n_b) in enumerate([(60, 200), (10, 50), (0, 300), (0, 3000)]):
         where = torch.randperm(vocab, generator=g)
         probs[r, where[:n_a]] = 4.0
@@ -390,13 +391,15 @@ def test_top_k_without_sorting_keeps_the_lowest_index_ties(fuse, monkeypatch):
     probs = probs.to(DEVICE)
     # Row 0: 60 fours, then 90 of 200 twos; row 1: all 10 fours and 10 of 50
     # twos; rows 2 and 3: the 2 and 3 lowest-indexed of 300 and 3000 twos,
-    # so that one tie too many or too few changes half the tokens or more.
-    rows = torch.arange(4, device=DEVICE).repeat_interleave(12)
-    k = torch.tensor([150, 20, 2, 3], device=DEVICE).repeat_interleave(12)
+    # so that one tie too many or too few changes half the tokens or more;
+    # row 4: k equal to its candidates, or one fewer.
+    rows = torch.arange(5, device=DEVICE).repeat_interleave(12)
+    k = torch.tensor([150, 20, 2, 3, 260], device=DEVICE).repeat_interleave(12)
     k[1], k[2] = 60, 61    # row 0: exactly its fours; one tie more
     k[13] = 40             # row 1: its fours and 30 of its 50 twos
     k[25], k[26] = 1, 150  # row 2: the first tie; half of them
     k[37] = 2999           # row 3: all but its last tie
+    k[48::2] = 259         # row 4: all but its last
     seeds = torch.arange(rows.numel(), device=DEVICE) * 7 + 3
     ref = ts.top_k_sampling_from_probs(probs, k, indices=rows, seed=seeds, return_valid=True,
                                        backend="reference")
@@ -405,9 +408,20 @@ def test_top_k_without_sorting_keeps_the_lowest_index_ties(fuse, monkeypatch):
     assert torch.equal(got[1], ref[1])
     assert torch.equal(got[0], ref[0]), (got[0] != ref[0]).nonzero().flatten().tolist()
     counts = seen[-1].count.tolist()
-    searched = counts[:12] + counts[24:36]
+    searched = counts[:12] + counts[24:36] + counts[48:]
     assert max(counts[12:24]) <= 256 < min(searched), counts
-    assert max(searched) <= 2048 < min(counts[36:]) <= 4096, counts
+    assert max(searched) <= 2048 < min(counts[36:48]) <= 4096, counts
+    assert counts[48:] == [260] * 12, counts
+    # Logits: negative order keys (every logit below 0) and bf16 ties, top-k
+    # alone (top_p None) past 256 candidates, against the reference.
+    logits = (torch.randn(1, vocab, generator=g) * 2 - 20).to(torch.bfloat16).to(DEVICE)
+    rows = torch.zeros(12, dtype=torch.int64, device=DEVICE)
+    k = torch.tensor([200] * 10 + [1, 150], device=DEVICE)
+    kw = dict(indices=rows, seed=seeds[:12], return_valid=True)
+    ref = ts.top_k_top_p_sampling_from_logits(logits, k, None, backend="reference", **kw)
+    got = ts.top_k_top_p_sampling_from_logits(logits, k, None, backend="triton", **kw)
+    assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+    assert 256 < min(seen[-1].count.tolist()[:10]) <= 2048, seen[-1].count.tolist()
 
 
 def _stand_in_launcher(monkeypatch):

@@ -1091,12 +1091,15 @@ def _kept_chunk_masses(keep, w, idx, C, CP2: tl.constexpr, CHUNK: tl.constexpr,
     """Kept candidate mass per chunk (a CP2 vector of float32), summed
     exactly in fixed point, so that it does not depend on the candidates'
     order in the buffer (compact_kernel's atomics set it): select needs no
-    sort for that. Units of 2**-48 of the row's weight scale: every weight
-    is below 2 (row.weight) and at most CAP = 4096 are summed, so a sum
-    stays below 2**61. A weight loses only what lies below 2**-48, less than
-    a float32 sum's rounding of any mass it could change. G chunks a
-    reduction: one cross-thread sum serves G chunks, for [SIZE, G] int64
-    registers."""
+    sort for that. Units of 2**-48 of the row's weight scale: a weight is
+    below 4 (row.weight: below 2 unless the row's largest prob is 2**127 or
+    more, where row.exponent stops at 126) and at most CAP = 4096 are
+    summed, so a sum stays below 2**62. Each weight loses what lies below
+    2**-48, so a chunk's mass is off by at most 2**-36 of the row's largest
+    weight: a chunk whose kept weights all lie below 2**-48 gets mass 0,
+    where its chance is below 2**-36 (independent review, fourteenth
+    session). G chunks a reduction: one cross-thread sum serves G chunks,
+    for [SIZE, G] int64 registers."""
     q = tl.where(keep, (w * 281474976710656.0).to(tl.int64), 0)   # w * 2**48
     ch = idx // CHUNK
     g = tl.arange(0, G)
