@@ -945,16 +945,23 @@ def test_tensor_subclass_parameters_are_per_request():
     assert tt._spec(p) == (torch.float32, p.data_ptr() & 15, 4)
 
 
-@pytest.mark.xfail(strict=True, reason="known bug, fourteenth session (benchmarks/RESULTS.md): "
-                   "1 / t overflows float32 for t below about 2.9e-39, and the kernels' "
-                   "(v - ref) * inv_t is NaN at the row's largest logit")
 def test_denormal_temperature_matches_reference():
     """A temperature that is a float32 denormal still means softmax(logits /
-    t): the largest logit (2.0, token 1) carries all the weight. Strict
-    xfail: it turns red once the bug is fixed, so the mark goes with it."""
-    logits = torch.tensor([[0.5, 2.0, 1.0, -1.0]], device=DEVICE)
-    for t in (1e-39, 1e-45):
-        ref = ts.sampling_from_logits(logits, temperature=t, seed=5, backend="reference")
-        got = ts.sampling_from_logits(logits, temperature=t, seed=5, backend="triton")
-        assert ref.tolist() == [1]
-        assert torch.equal(got, ref), t
+    t): where ``1 / t`` overflowed, the kernels' weight of the largest logit
+    was NaN and they drew token 0 (independent review, fourteenth session;
+    row.inverse_temperature). The largest logit takes all the weight; tied
+    largest logits share it (sampled among, unlike greedy's lowest index);
+    the softmax filter gives the same one-hot and halves."""
+    logits = torch.tensor([[0.5, 2.0, 1.0, -1.0], [2.0, -3.0, 2.0, 1.0]], device=DEVICE)
+    idx = torch.tensor([0, 1, 1, 1, 1, 1, 1, 1], device=DEVICE)
+    for t in (1e-39, 1e-45, 2e-38):
+        kw = dict(indices=idx, temperature=t, seed=5, return_valid=True)
+        ref = ts.sampling_from_logits(logits, backend="reference", **kw)
+        got = ts.sampling_from_logits(logits, backend="triton", **kw)
+        assert ref[0][0] == 1 and set(ref[0][1:].tolist()) == {0, 2}, ref
+        assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]), t
+        ref = ts.top_k_top_p_sampling_from_logits(logits, 3, 0.9, backend="reference", **kw)
+        got = ts.top_k_top_p_sampling_from_logits(logits, 3, 0.9, backend="triton", **kw)
+        assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]), t
+        soft = ts.softmax(logits, temperature=t, backend="triton")
+        assert soft.tolist() == [[0.0, 1.0, 0.0, 0.0], [0.5, 0.0, 0.5, 0.0]], (t, soft)

@@ -137,7 +137,7 @@ def request(j, idx_ptr, B, stride_row, k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_va
     ok &= ~((p != p) | (p < 0.0) | (p > 1.0) | (mp != mp) | (mp > 1.0))
     ok &= ~((temp != temp) | (temp < 0.0) | (temp == float("inf")))
     greedy = FROM_LOGITS & (temp == 0.0)
-    inv_t = tl.math.div_rn(1.0, tl.where(temp > 0.0, temp, 1.0))
+    inv_t = row.inverse_temperature(temp)
     return ok, row_off, k, p, mp, greedy, inv_t
 
 

@@ -367,7 +367,7 @@ def filter_kernel(x_ptr, stride_row, out_ptr, out_stride, V, k_ptr, k_val, p_ptr
     ok = ~((p != p) | (p < 0.0) | (p > 1.0))
     ok &= ~((temp != temp) | (temp < 0.0) | (temp == float("inf")))
     greedy = (MODE == 2) & (temp == 0.0)
-    inv_t = tl.math.div_rn(1.0, tl.where(temp > 0.0, temp, 1.0))
+    inv_t = row.inverse_temperature(temp)
     bad, kmax, kmin, amax, n_pos, n_max, vmax, ref, mul, total = row.stats(
         x_ptr, row_off, V, inv_t, FROM_LOGITS, BLOCK)
     ok &= (bad == 0) & (n_pos > 0)

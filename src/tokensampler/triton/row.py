@@ -80,6 +80,20 @@ def weight(v, pos, ref, mul, FROM_LOGITS: tl.constexpr):
 
 
 @triton.jit
+def inverse_temperature(temp):
+    """``1 / temp`` (1 where ``temp`` is 0: greedy rows do not use it), at
+    most the largest float32. Below about 2.9e-39 (a float32 denormal) the
+    reciprocal overflows, and ``(v - ref) * inf`` is NaN at the row's largest
+    logit (independent review, fourteenth session). Clamped, the row's
+    largest logits keep weight 1, and a logit ``g`` below them gets
+    ``exp(-g * 3.4e38)`` where softmax(logits / temp) gives ``exp(-g /
+    temp)``: both 0 in float32 unless ``g`` is below about 3e-37, which
+    needs logits of magnitude below about 1e-30."""
+    return tl.minimum(tl.math.div_rn(1.0, tl.where(temp > 0.0, temp, 1.0)),
+                      3.4028234663852886e38)
+
+
+@triton.jit
 def pow2(n):
     """2**n as float32 for integer n, exact; 0 below 2**-126, clamped at 2**127."""
     n = tl.minimum(n, 127)
