@@ -1058,8 +1058,11 @@ def _largest_reaching(cand_ptr, base, count, t, lo, hi, target, TIES: tl.constex
     passes are the hex digits of ``hi - lo``, at most 8, fixed before the
     loop (as row.search). A pass reads the candidates again, R at a time
     (they are in L1), so that the comparisons take [R, 16] registers, not
-    [SIZE, 16]."""
-    R: tl.constexpr = 256 if SIZE > 256 else SIZE
+    [SIZE, 16]. R = 128, not 256: at 256 the top-k select kernel spilled
+    (32 bytes of stack) and even top-k 50's select, which never searches,
+    slowed from 13.5 to 16.5 µs; at 128 it takes 10, and top-k 1000's 43
+    instead of 69 (B=256, V=128256; H200, fifteenth session)."""
+    R: tl.constexpr = 128 if SIZE > 128 else SIZE
     n_pass = tl.zeros([], tl.int32)
     for d in tl.static_range(8):
         n_pass += ((hi - lo) >> (4 * d) > 0).to(tl.int32)
