@@ -146,12 +146,17 @@ if [ "$GPUS" -gt 1 ]; then wait "$checks"; fi
         tail -4 "$f"
     done
     # Each part's totals (hangs, errors, out-of-range ids, wrong valid flags,
-    # tokens outside the kept set, leaks and disagreements), if it finished.
+    # tokens outside the kept set, leaks and disagreements) over the samplers
+    # it finished, and the ones it never finished: a job cut off by its time
+    # bound leaves the counts of those before (fifteenth session: logits_kp
+    # cut off, and only the missing name told).
     python3 -c "
 import glob, json
 for f in sorted(glob.glob('$W/campaign_*.json')):
     d = json.load(open(f))
-    print(','.join(d['by_sampler']), d['total'], 'stopped:', d.get('stopped'))
+    cut = [s for s in d.get('samplers', []) if s not in d['by_sampler']]
+    print(','.join(d['by_sampler']), d['total'], 'stopped:', d.get('stopped'),
+          ('NOT FINISHED (cut off): ' + ','.join(cut)) if cut else '')
 " 2>&1
     for name in memcheck racecheck; do
         [ -f "$W/$name.txt" ] && { echo "== $name"; tail -3 "$W/$name.txt"; }

@@ -213,7 +213,8 @@ def main() -> int:
 
     def save(result):   # after every sampler, so a run cut short still leaves counts
         report = summary(result)
-        report.update(device=device, torch=torch.__version__, rows_per_sampler=args.rows)
+        report.update(device=device, torch=torch.__version__, rows_per_sampler=args.rows,
+                      samplers=args.samplers.split(","))
         if args.json:
             with open(args.json, "w") as f:
                 f.write(json.dumps(report, indent=1))
