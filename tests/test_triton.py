@@ -375,15 +375,18 @@ def test_top_k_without_sorting_keeps_the_lowest_index_ties(fuse, monkeypatch):
     over three chunks: keeping any other tie, or one too many or too few,
     changes the tokens drawn. 12 outputs a row, token for token with the
     reference, with candidates in the 256-slot tier (sorted) and in the
-    2048- and 4096-slot tiers (searched); then a row of logits."""
+    2048- and 4096-slot tiers (searched); a run of ties at consecutive
+    indices, where keeping the next index is the off-by-one to catch; then
+    a row of logits."""
     import tokensampler.triton as tt
     monkeypatch.setattr(tt, "_FUSE_OK", fuse)
     seen = []
     monkeypatch.setattr(tt, "inspect", seen.append)
     vocab = 2 * 4096 + 100
     g = torch.Generator().manual_seed(5)
-    probs = torch.ones(5, vocab)
+    probs = torch.ones(6, vocab)
     probs[4, ::32] = 2.0   # one two in every 32-token group: 260 candidates
+    probs[5, 4000:4300] = 2.0   # 300 consecutive twos, across a chunk border
     for r, (n_a, n_b) in enumerate([(60, 200), (10, 50), (0, 300), (0, 3000)]):
         where = torch.randperm(vocab, generator=g)
         probs[r, where[:n_a]] = 4.0
@@ -392,14 +395,15 @@ def test_top_k_without_sorting_keeps_the_lowest_index_ties(fuse, monkeypatch):
     # Row 0: 60 fours, then 90 of 200 twos; row 1: all 10 fours and 10 of 50
     # twos; rows 2 and 3: the 2 and 3 lowest-indexed of 300 and 3000 twos,
     # so that one tie too many or too few changes half the tokens or more;
-    # row 4: k equal to its candidates, or one fewer.
-    rows = torch.arange(5, device=DEVICE).repeat_interleave(12)
-    k = torch.tensor([150, 20, 2, 3, 260], device=DEVICE).repeat_interleave(12)
+    # row 4: k equal to its candidates, or one fewer; row 5: the first two
+    # of its run (a third, the next index, would win a third of the draws).
+    rows = torch.arange(6, device=DEVICE).repeat_interleave(12)
+    k = torch.tensor([150, 20, 2, 3, 260, 2], device=DEVICE).repeat_interleave(12)
     k[1], k[2] = 60, 61    # row 0: exactly its fours; one tie more
     k[13] = 40             # row 1: its fours and 30 of its 50 twos
     k[25], k[26] = 1, 150  # row 2: the first tie; half of them
     k[37] = 2999           # row 3: all but its last tie
-    k[48::2] = 259         # row 4: all but its last
+    k[48:60:2] = 259       # row 4: all but its last
     seeds = torch.arange(rows.numel(), device=DEVICE) * 7 + 3
     ref = ts.top_k_sampling_from_probs(probs, k, indices=rows, seed=seeds, return_valid=True,
                                        backend="reference")
@@ -411,7 +415,7 @@ def test_top_k_without_sorting_keeps_the_lowest_index_ties(fuse, monkeypatch):
     searched = counts[:12] + counts[24:36] + counts[48:]
     assert max(counts[12:24]) <= 256 < min(searched), counts
     assert max(searched) <= 2048 < min(counts[36:48]) <= 4096, counts
-    assert counts[48:] == [260] * 12, counts
+    assert counts[48:60] == [260] * 12 and counts[60:] == [300] * 12, counts
     # Logits: negative order keys (every logit below 0) and bf16 ties, top-k
     # alone (top_p None) past 256 candidates, against the reference.
     logits = (torch.randn(1, vocab, generator=g) * 2 - 20).to(torch.bfloat16).to(DEVICE)
