@@ -428,6 +428,47 @@ def test_top_k_without_sorting_keeps_the_lowest_index_ties(fuse, monkeypatch):
     assert 256 < min(seen[-1].count.tolist()[:10]) <= 2048, seen[-1].count.tolist()
 
 
+@pytest.mark.parametrize("count,size,keys,indices", [
+    (1, 2048, "wide", "spread"), (129, 2048, "ends", "top"), (300, 2048, "few", "run"),
+    (513, 2048, "one", "run"), (1000, 2048, "wide", "spread"), (2047, 2048, "few", "top"),
+    (2048, 2048, "ends", "spread"), (2049, 4096, "few", "run"), (4096, 4096, "one", "top")])
+def test_top_k_of_keeps_exactly_the_k_largest(count, size, keys, indices):
+    """chunked._top_k_of alone (a one-program probe kernel per k), its mask
+    against a sort by key descending, then index ascending. Counts on and
+    off the search's 128- and 512-candidate blocks, up to the 4096-slot
+    tier; keys spread over int32, at its two ends, a few values (long runs
+    of ties) or one; indices in a run (neighbours are the off-by-one),
+    ending at 2**31 - 1, or spread; k from 1 to past the count; the
+    candidates shuffled, as compact_kernel's atomics leave them. The
+    end-to-end test above draws tokens, which one tie too many rarely
+    changes; this compares the kept set itself."""
+    import random
+
+    from probes import top_k_of_probe
+    rng = random.Random(count)
+    lo, hi = -2**31, 2**31 - 1
+    pool = {"wide": None, "ends": [lo, lo + 1, -1, 0, hi - 1, hi],
+            "few": [rng.randint(lo, hi) for _ in range(3)], "one": [rng.randint(lo, hi)]}[keys]
+    key = [rng.randint(lo, hi) if pool is None else rng.choice(pool) for _ in range(count)]
+    start = {"run": rng.randrange(1000), "top": 2**31 - count, "spread": None}[indices]
+    idx = rng.sample(range(2**31), count) if start is None else list(range(start, start + count))
+    order = list(range(count))
+    rng.shuffle(order)
+    key, idx = [key[i] for i in order], [idx[i] for i in order]
+    packed = torch.tensor([a * 2**32 + (2**32 - 1 - b) for a, b in zip(key, idx)],
+                          dtype=torch.int64, device=DEVICE)
+    ks = [1, 2, count // 2 + 1, count - 1, count, count + 3]
+    ks = [k for k in ks if k >= 1]
+    out = torch.zeros(len(ks), size, dtype=torch.int8, device=DEVICE)
+    top_k_of_probe[(len(ks),)](packed, torch.tensor(ks, device=DEVICE), out, count, SIZE=size)
+    rank = sorted(range(count), key=lambda i: (-key[i], idx[i]))
+    for row, k in enumerate(ks):
+        want = torch.zeros(count, dtype=torch.int8)
+        want[rank[:k]] = 1
+        got = out[row, :count].cpu()
+        assert torch.equal(got, want), (k, (got != want).nonzero().flatten().tolist()[:8])
+
+
 def _stand_in_launcher(monkeypatch):
     """launcher.py with no key left behind, direct launches on, a stand-in
     device and stream and no hooks: (launcher, log, a stand-in kernel that
