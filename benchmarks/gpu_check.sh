@@ -149,7 +149,7 @@ if [ "$GPUS" -gt 1 ]; then wait "$checks"; fi
     # tokens outside the kept set, leaks and disagreements) over the samplers
     # it finished, and the ones it never finished: a job cut off by its time
     # bound leaves the counts of those before (fifteenth session: logits_kp
-    # cut off, and only the missing name told).
+    # cut off, and the summary did not say so).
     python3 -c "
 import glob, json
 for f in sorted(glob.glob('$W/campaign_*.json')):
