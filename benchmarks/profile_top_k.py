@@ -1,7 +1,7 @@
 """Where top-k's GPU time goes, per kernel, with every per-row step a launch
 of its own (plan, select), for top-k 50 and 1000 at several B and V, on
 N(0,1) logits as in bench.py's grid; and each row's candidate count (what
-select_row sorts).
+select_row sorts up to 256, and searches above).
 
     python benchmarks/profile_top_k.py [--batch 1 64 1024] [--vocab 32000 128256]
 """
