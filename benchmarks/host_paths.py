@@ -192,12 +192,12 @@ def per_op(ops, batches, vocab=128256):
             eager = do_bench(fn, warmup=20, rep=100, return_mode="median") * 1e3
             host = host_us(fn)
             events = back_to_back(fn)
-            real = tt.launch
-            tt.launch = lambda *a, **k: None
+            real = tt.launch_with
+            tt.launch_with = lambda *a: None
             try:
                 python = host_us(fn)
             finally:
-                tt.launch = real
+                tt.launch_with = real
             replay, copied = graph_of(fn)
             gr = do_bench(replay, warmup=20, rep=100, return_mode="median") * 1e3
             gc = do_bench(copied, warmup=20, rep=100, return_mode="median") * 1e3

@@ -14,19 +14,19 @@ import tokensampler as ts
 import tokensampler.triton as tt
 
 times = defaultdict(list)
-_launch = tt.launch
+_launch = tt.launch_with
 mode = {"launch": True}
 
 
-def timed(kernel, grid, *args, **kwargs):
+def timed(kernel, grid, args, kwargs):
     if not mode["launch"]:
         return
     t = time.perf_counter()
-    _launch(kernel, grid, *args, **kwargs)
+    _launch(kernel, grid, args, kwargs)
     times[kernel.fn.__name__].append((time.perf_counter() - t) * 1e6)
 
 
-tt.launch = timed
+tt.launch_with = timed
 x = torch.softmax(torch.randn(16, 128256, device="cuda"), 1)
 logits = torch.randn(16, 128256, device="cuda")
 seed = torch.tensor([1], device="cuda")

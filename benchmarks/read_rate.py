@@ -75,11 +75,11 @@ def bench(fn):
 
 def stats_time(x, warps):
     """GPU µs of the stats launch in plain sampling, with ``num_warps`` forced."""
-    def forced(kernel, grid, *a, **kw):
+    def forced(kernel, grid, a, kw):
         if kernel.fn.__name__ == "stats_kernel":
             kw = {**kw, "num_warps": warps}
-        launcher.launch(kernel, grid, *a, **kw)
-    tt.launch = forced
+        launcher.launch_with(kernel, grid, a, kw)
+    tt.launch_with = forced
     try:
         fn = lambda: ts.sampling_from_probs(x, seed=1)  # noqa: E731
         for _ in range(3):
@@ -90,7 +90,7 @@ def stats_time(x, warps):
                 fn()
             torch.cuda.synchronize()
     finally:
-        tt.launch = launcher.launch
+        tt.launch_with = launcher.launch_with
     times = [e.device_time for e in prof.events()
              if e.device_type == DeviceType.CUDA and "stats_kernel" in e.name]
     return sorted(times)[len(times) // 2]

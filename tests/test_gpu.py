@@ -229,17 +229,27 @@ def test_direct_launches_agree_with_tritons_path(monkeypatch):
         fn = SAMPLERS[name]
         cases.append(lambda fn=fn: fn(lg, pr, kb, *views, return_valid=True, indices=idx,
                                       seed=5, backend="triton"))
+    # Without return_valid the flags go to the workspace (triton._sample).
+    for name in ("top_p", "top_k", "probs"):
+        fn = SAMPLERS[name]
+        cases.append(lambda fn=fn: (fn(logits, probs, 50, 0.9, 0.1, 0.7, seed=11,
+                                       backend="triton"), None))
     monkeypatch.setattr(launcher, "DIRECT", False)
     launcher._sites.clear()
+    launcher._programs.clear()
     expected = [case() for case in cases]
     monkeypatch.setattr(launcher, "DIRECT", True)
-    for round in range(2):   # the first fills the sites, the second launches directly
+    # The first round fills the sites, the second launches directly, the
+    # third is ready (launcher.ready): its launches take addresses.
+    for round in range(3):
         before = dict(launcher.counts)
         for case, want in zip(cases, expected):
             got = case()
-            assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+            assert torch.equal(got[0], want[0])
+            assert want[1] is None or torch.equal(got[1], want[1])
     assert launcher.counts["triton"] == before["triton"]
     assert launcher.counts["direct"] - before["direct"] >= 2 * len(cases)
+    assert launcher.counts["ready"] - before["ready"] >= 2 * len(cases)
 
 
 def _captured(fn):

@@ -215,9 +215,9 @@ def test_warmup_runs_the_kernels(monkeypatch):
     import tokensampler.triton as tt
     monkeypatch.setattr(tt, "FUSE_ROWS", {"plan": 2, "narrow": 2, "select": 2, "draws": 0})
     launched = []
-    real = tt.launch
-    monkeypatch.setattr(tt, "launch", lambda kernel, *a, **kw: (launched.append(kernel.fn.__name__),
-                                                                real(kernel, *a, **kw))[1])
+    real = tt.launch_with
+    monkeypatch.setattr(tt, "launch_with", lambda kernel, grid, a, kw: (
+        launched.append(kernel.fn.__name__), real(kernel, grid, a, kw))[1])
     ops = ["top_k_top_p_sampling_from_logits", "top_k_renorm_probs"]
     report = ts.warmup([37], [torch.float16], DEVICE, ops=ops, backend="triton")
     assert tt.warm_batches() == (2, 3)

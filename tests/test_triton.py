@@ -155,7 +155,7 @@ def test_out_of_range_device_values_make_rows_invalid(vocab):
     call = sampling_call("t", probs, from_logits=False, top_p=torch.full((4,), 0.5, device=DEVICE),
                          seed=1)
     bad_p = torch.tensor([0.5, 1.5, float("nan"), -0.1], device=DEVICE)
-    call = type(call)(**{**call.__dict__, "top_p": bad_p})
+    call = call._replace(top_p=bad_p)
     for backend in ("reference", "triton"):
         out, valid = dispatch.load(backend).sample(call)
         assert valid.tolist() == [True, False, False, False], backend
@@ -475,7 +475,7 @@ def _stand_in_launcher(monkeypatch):
     logs its launches, a tensor argument)."""
     import threading
     from tokensampler.triton import launcher
-    monkeypatch.setattr(launcher, "_local", threading.local())
+    monkeypatch.setattr(launcher, "_local", launcher._Local())
     monkeypatch.setattr(launcher, "_sites", {})
     monkeypatch.setattr(launcher, "DIRECT", True)
     monkeypatch.setattr(launcher, "_device_and_stream", lambda: (0, "stream"))
@@ -899,6 +899,129 @@ def test_direct_launch_reuses_a_variant_only_when_triton_would(monkeypatch):
     assert info.direct_launch().startswith("off (this Triton's launcher rejected")
     monkeypatch.setenv("TOKENSAMPLER_DIRECT_LAUNCH", "0")
     assert "direct launches: off (TOKENSAMPLER_DIRECT_LAUNCH=0)" in info.render(info.collect())
+
+
+def test_samples_without_their_valid_flags_are_the_same():
+    """Without ``return_valid`` the Triton backend writes the flags into its
+    workspace instead of a tensor of their own (one allocation less a
+    call): the tokens must not change, for top-p alone (its own
+    workspaces) and the other paths."""
+    logits, probs = make_inputs(2, 300, 8)
+    for name in ("top_p", "top_k", "probs", "logits_kp"):
+        fn = SAMPLERS[name]
+        args = (logits, probs, 50, 0.5, 0.1, 0.7)
+        want, _ = fn(*args, seed=3, return_valid=True, backend="triton")
+        got = fn(*args, seed=3, backend="triton")
+        assert torch.equal(got, want), name
+        assert torch.equal(got, fn(*args, seed=3, backend="reference")), name
+
+
+def test_a_call_whose_launches_all_went_directly_makes_its_key_ready(monkeypatch):
+    """A complete key's call whose every launch went directly makes the key
+    ready: its next call launches the remembered variants in order, and
+    may pass tensors as addresses (ints), which only those variants take.
+    A call with a launch on Triton's path, one that stopped before
+    ``finish`` or one under a profiler's hook does not; a ready call whose
+    launches differ from its key's previous call's (another kernel, one
+    launch more) is a bug in the key, and raises rather than hand an
+    address to Triton's path."""
+    launcher, log, kernel, x = _stand_in_launcher(monkeypatch)
+    monkeypatch.setattr(launcher, "_programs", {})
+    other = _StandInKernel(log)
+
+    def call(key="k", launches=2, finish=True, x=x, kernel2=kernel):
+        launcher.plan(key, complete=True)
+        was_ready = launcher.ready()
+        launcher.launch(kernel, (2,), x, 5, 0.5, A=3, num_warps=4)
+        if launches == 2:
+            launcher.launch(kernel2, (3,), x, 6, 0.25, A=3, num_warps=4)
+        if finish:
+            launcher.finish()
+        return was_ready, [entry[0] for entry in log[-launches:]]
+
+    assert call() == (False, ["triton", "triton"])
+    assert call() == (False, ["direct", "direct"])   # proven here: each went directly
+    before = launcher.counts["ready"]
+    assert call(x=x.data_ptr()) == (True, ["direct", "direct"])
+    assert launcher.counts["ready"] - before == 2
+    assert log[-1][1][9] == x.data_ptr()            # the address, as given
+    from tokensampler.triton import workspace
+    fresh = SimpleNamespace(a=torch.zeros(3))
+    held = workspace.addresses_of(fresh)            # fresh tensors live while it does
+    assert held.a == fresh.a.data_ptr() and held.tensors is fresh
+    with pytest.raises(RuntimeError, match="does not fix its launches"):
+        call(kernel2=other)                        # another kernel at launch 1
+    # Each of these leaves its key not ready.
+    assert call("a") == (False, ["triton", "triton"]) and call("a", finish=False)[0] is False
+    assert call("a")[0] is False                   # the last call did not finish
+    assert call("c") == (False, ["triton", "triton"])
+    assert call("c", kernel2=other) == (False, ["direct", "triton"])   # one direct, one not
+    assert call("c")[0] is False
+    assert call("b", launches=1) == (False, ["triton"])
+    assert call("b", launches=1) == (False, ["direct"]) and call("b", launches=1)[0] is True
+    with pytest.raises(RuntimeError, match="does not fix its launches"):
+        call("b")                                  # a launch more than its program
+    monkeypatch.setattr(launcher, "_knobs", SimpleNamespace(
+        launch_enter_hook=SimpleNamespace(calls=[print]), launch_exit_hook=None))
+    assert call()[0] is False                      # a profiler's hook: checked launches
+    monkeypatch.setattr(launcher, "_knobs", SimpleNamespace(launch_enter_hook=None,
+                                                            launch_exit_hook=None))
+    assert call()[0] is True
+    kernel.pre_run_hooks = [print]                 # a kernel's own hook: Triton's path
+    assert call() == (False, ["triton", "triton"])
+    kernel.pre_run_hooks = []
+    assert call()[0] is True
+    monkeypatch.setattr(launcher, "DIRECT", False)
+    assert call() == (False, ["triton", "triton"])
+
+
+class _CudaLauncherLike:
+    """Triton 3.6's CudaLauncher as far as _c_launch looks at it."""
+
+    def __init__(self, log, scratch=0):
+        self.global_scratch_size, self.profile_scratch_size = scratch, 0
+        self.launch_cooperative_grid, self.launch_pdl = False, True
+        self.launch = lambda *a: log.append(("C", a))
+        self.log = log
+
+    def __call__(self, gridX, gridY, gridZ, stream, function, *args):
+        self.log.append(("wrapper", (gridX, gridY, gridZ, stream, function, *args)))
+
+
+def test_the_c_launcher_is_called_directly_only_where_the_wrapper_is_known(monkeypatch):
+    """On Triton 3.6 a direct launch calls the compiled variant's C launcher
+    itself, with the arguments its Python wrapper would have added for a
+    kernel without scratch memory; elsewhere (another release, scratch
+    memory, another wrapper signature) it calls the wrapper."""
+    import triton
+    from tokensampler.triton import launcher
+    log = []
+    CudaLauncher = type("CudaLauncher", (_CudaLauncherLike,), {})
+    monkeypatch.setattr(triton, "__version__", "3.6.0")
+    c, head = launcher._c_launch(CudaLauncher(log), "meta")
+    assert c is not None and head == (False, True, None, None, "meta", None, None, None)
+    assert launcher._c_launch(CudaLauncher(log, scratch=64), "meta") == (None, None)
+    assert launcher._c_launch(_CudaLauncherLike(log), "meta") == (None, None)   # another name
+
+    class Other(CudaLauncher):
+        def __call__(self, gridX, gridY, gridZ, stream, function, kernel_metadata, *args):
+            pass
+    Other.__name__ = "CudaLauncher"
+    assert launcher._c_launch(Other(log), "meta") == (None, None)   # another signature
+    monkeypatch.setattr(triton, "__version__", "3.9.0")
+    assert launcher._c_launch(CudaLauncher(log), "meta") == (None, None)
+    # Called the way Triton 3.6's wrapper calls it, by _run.
+    monkeypatch.setattr(triton, "__version__", "3.6.0")
+    compiled = SimpleNamespace(run=CudaLauncher(log), function="fn", packed_metadata="meta")
+    site = launcher._Site(None, {}, (), (), compiled, (3, 7), "stage")
+    monkeypatch.setattr(launcher._local, "stream", "stream", raising=False)
+    launcher._run(site, (2, 5), ("x", 4))
+    assert log[-1] == ("C", (2, 5, 1, "stream", "fn", False, True, None, None, "meta", None,
+                             None, None, "x", 4, 3, 7))
+    site.c = None
+    launcher._run(site, (2, 5), ("x", 4))
+    assert log[-1] == ("wrapper", (2, 5, 1, "stream", "fn", "meta", None, None, None, "x", 4,
+                                   3, 7))
 
 
 def test_warmup_compile_pass_records_launches_and_compiles_each_variant_once(monkeypatch):

@@ -104,7 +104,8 @@ def _run(method: str, op: str, x: Tensor, backend: Optional[str], timeout_s, **k
 
 def _sample(op: str, x: Tensor, backend: Optional[str], return_valid: bool, *, timeout_s,
             **kw) -> Samples:
-    samples, valid = _run("sample", op, x, backend, timeout_s, **kw)
+    # (A backend may skip making the flags where they are not wanted.)
+    samples, valid = _run("sample", op, x, backend, timeout_s, want_valid=bool(return_valid), **kw)
     return (samples, valid) if return_valid else samples
 
 

@@ -27,6 +27,17 @@ pre-run hook is set (a profiler), and with ``TOKENSAMPLER_DIRECT_LAUNCH=0``,
 every launch takes Triton's path. What it skips besides: Triton's check
 that the globals a kernel read at compile time are unchanged (ours read
 module constants only).
+
+A complete key whose previous call launched every one of its launches
+directly is *ready* (:func:`ready`): its caller may pass each tensor as its
+address, an int, which Triton's C launcher takes as it is, where a tensor
+costs a ``data_ptr()`` call and a driver query of the pointer. On the H200
+machine's CPU that was 3 to 4.5 µs of a 8-10 µs launch of 12-16 pointers
+(benchmarks/launch_cost.py, sixteenth session). A ready call's launches go
+through the list of variants its key's previous call used, with no lookup
+by key. On Triton 3.6, whose Python wrapper around the C launcher only
+allocates scratch memory that our kernels do not use, the C function is
+called directly (:func:`_c_launch`): another 0.8-1.5 µs a launch.
 """
 
 from __future__ import annotations
@@ -41,18 +52,33 @@ import triton
 
 from .. import watchdog
 
-_local = threading.local()
+
+class _Local(threading.local):
+    # Defaults, so that a launch reads attributes, not getattr(..., None).
+    collect = None   # warmup's compile pass: where launches are recorded
+    key = None       # the current call's key (plan)
+    program = None   # a ready call's sites (plan)
+    used = None      # the sites this call launched directly, while all were
+    step = 0         # the call's launches so far
+    stage = "prepare the launches"
+
+
+_local = _Local()
 # (call key, device, launch number) -> _Site. Bounded: cleared when full (a
 # cleared site costs one Triton-path launch to relearn).
 _sites: dict = {}
 MAX_SITES = 4096
+# (call key, device) -> the sites, in launch order, of a call under that key
+# whose every launch went directly: the next call with that key is ready.
+_programs: dict = {}
 # TOKENSAMPLER_DIRECT_LAUNCH=0 sends every launch through Triton's own path.
 # Off by default on ROCm: Triton's AMD backend can also specialise a tensor
 # on its storage fitting 2 GB (buffer ops), which neither a key nor the
 # checks here look at (independent review, twelfth session); =1 turns it on.
 DIRECT = os.environ.get("TOKENSAMPLER_DIRECT_LAUNCH", "0" if torch.version.hip else "1") != "0"
-# Launches of calls with a key, by path (tests look at them).
-counts = {"direct": 0, "triton": 0}
+# Launches of calls with a key, by path (tests look at them); "ready": those
+# of the direct ones made by a ready call (addresses allowed).
+counts = {"direct": 0, "triton": 0, "ready": 0}
 _knobs = getattr(getattr(triton, "knobs", None), "runtime", None)
 _OPTIONS = frozenset(("num_warps", "num_stages", "num_ctas", "maxnreg"))
 
@@ -61,11 +87,12 @@ def begin_call() -> None:
     """Forget the previous call's stage and key (called as each call starts)."""
     _local.stage = "prepare the launches"
     _local.key = None
+    _local.program = _local.used = None
 
 
 def last_stage() -> str:
     """The stage this thread's current call reached."""
-    return getattr(_local, "stage", "prepare the launches")
+    return _local.stage
 
 
 def plan(key, complete: bool = False) -> None:
@@ -95,6 +122,36 @@ def plan(key, complete: bool = False) -> None:
                            and _idle(_knobs.launch_exit_hook))
     _local.key = key
     _local.step = 0
+    # A ready call launches its key's program; any other keyed call records
+    # the sites it launches directly, to make one. A kernel given a pre-run
+    # hook since (a profiler's) sends the call through the checked path,
+    # which gives such launches to Triton.
+    program = _programs.get((key, _local.device)) if _local.complete else None
+    if program is not None and any(getattr(site.kernel, "pre_run_hooks", None)
+                                   for site in program):
+        program = None
+    _local.program = program
+    _local.used = [] if _local.complete and program is None else None
+
+
+def ready() -> bool:
+    """Whether the call planned last (:func:`plan`) is ready: a complete key
+    whose previous call launched all its launches directly. Its launches
+    may then take tensors as their addresses (``data_ptr()``, an int), and
+    must be the same launches, in the same order, as that call's (the key
+    fixes them)."""
+    return _local.program is not None
+
+
+def finish() -> None:
+    """The planned call made all its launches: if each went directly, its
+    key's next call is ready. Not called for a call that raised."""
+    used = _local.used
+    if used and len(used) == _local.step:
+        if len(_programs) >= MAX_SITES:
+            _programs.clear()
+        _programs[(_local.key, _local.device)] = tuple(used)
+    _local.used = None
 
 
 def _device_and_stream():
@@ -106,7 +163,7 @@ def _device_and_stream():
 
 class _Site:
     __slots__ = ("kernel", "kwargs", "types", "ints", "run", "function", "meta", "tail", "stage",
-                 "proven")
+                 "proven", "c", "c_head")
 
     def __init__(self, kernel, kwargs, types, ints, compiled, tail, stage):
         self.kernel, self.kwargs, self.types, self.ints = kernel, kwargs, types, ints
@@ -115,6 +172,40 @@ class _Site:
         self.function = compiled.function
         self.meta = compiled.packed_metadata
         self.proven = False   # launched directly once without a TypeError
+        # (the C launcher, the wrapper's arguments before the kernel's), or None
+        self.c, self.c_head = _c_launch(compiled.run, compiled.packed_metadata)
+
+
+# Triton releases whose CudaLauncher.__call__ is known to do no more, for a
+# kernel without scratch memory, than ``self.launch(gridX, gridY, gridZ,
+# stream, function, self.launch_cooperative_grid, self.launch_pdl, None,
+# None, *args)``: Triton 3.6's (read in its source; 3.9's passes other
+# arguments). Elsewhere the wrapper is called as Triton calls it.
+C_LAUNCH_RELEASES = ("3.6.",)
+_WRAPPER_PARAMS = ["self", "gridX", "gridY", "gridZ", "stream", "function", "args"]
+
+
+def _c_launch(run, meta):
+    """(Triton's C launch function, the arguments the wrapper ``run`` puts
+    between the stream and the kernel's own) where :data:`C_LAUNCH_RELEASES`
+    says the wrapper adds nothing else for this kernel, else (None, None)."""
+    import inspect
+    if (not triton.__version__.startswith(C_LAUNCH_RELEASES)
+            or type(run).__name__ != "CudaLauncher"
+            or getattr(run, "global_scratch_size", 1) != 0
+            or getattr(run, "profile_scratch_size", 1) != 0
+            or not callable(getattr(run, "launch", None))):
+        return None, None
+    try:
+        params = list(inspect.signature(type(run).__call__).parameters)
+    except (TypeError, ValueError):
+        return None, None
+    if params != _WRAPPER_PARAMS:
+        return None, None
+    # After the function: cooperative grid, PDL, the two scratch pointers,
+    # then what the wrapper passes on: metadata, launch metadata, two hooks.
+    return run.launch, (run.launch_cooperative_grid, run.launch_pdl, None, None, meta, None,
+                        None, None)
 
 
 def _int_classes(args) -> tuple:
@@ -148,25 +239,52 @@ def _enter(name: str) -> None:
 def launch(kernel, grid, *args, **kwargs) -> None:
     """``kernel[grid](*args, **kwargs)``, with its stage recorded, launched
     directly where this call's key has seen the same launch before."""
+    launch_with(kernel, grid, args, kwargs)
+
+
+def launch_with(kernel, grid, args: tuple, kwargs: dict) -> None:
+    """:func:`launch` with the arguments as a tuple and the keywords as a
+    dict (not changed, and not kept: a copy is). The samplers keep each
+    launch's keywords in its layout: passed as ``**kwargs``, 20 of them
+    made a new dict at every launch, 1.2 µs of host time here (2-core CPU)
+    and more on the GPU machines'."""
     global DIRECT
-    sink = getattr(_local, "collect", None)
+    sink = _local.collect
     if sink is not None:
         sink.append((kernel, grid, args, kwargs))   # warmup's compile pass: no launch
         return
-    key = getattr(_local, "key", None)
+    key = _local.key
     if key is None:
         _enter(f"launch {kernel.fn.__name__}")
         kernel[grid](*args, **kwargs)
         return
     step = _local.step
     _local.step = step + 1
+    program = _local.program
+    if program is not None:
+        # A ready call: its arguments may be addresses, which only the
+        # remembered variants take. The key fixes the launches, so a
+        # mismatch is a bug in the caller's key, not a case to handle.
+        site = program[step] if step < len(program) else None
+        if site is None or site.kernel is not kernel or getattr(kernel, "pre_run_hooks", None):
+            raise RuntimeError(f"tokensampler: launch {step} of a ready call "
+                               f"({kernel.fn.__name__}) is not the one its key's previous "
+                               f"call made: the call's key does not fix its launches")
+        _enter(site.stage)
+        counts["direct"] += 1
+        counts["ready"] += 1
+        _run(site, grid, args)
+        return
     where = (key, _local.device, step)
     site = _sites.get(where)
+    used = _local.used
     if (site is not None and site.proven and _local.complete and site.kernel is kernel
             and not getattr(kernel, "pre_run_hooks", None)):
         _enter(site.stage)
         counts["direct"] += 1
         _run(site, grid, args)
+        if used is not None:
+            used.append(site)
         return
     types = tuple(map(type, args))
     ints = _int_classes(args)
@@ -175,18 +293,24 @@ def launch(kernel, grid, *args, **kwargs) -> None:
             and _idle(_knobs.launch_exit_hook) and not getattr(kernel, "pre_run_hooks", None)):
         _enter(site.stage)
         counts["direct"] += 1
+        if not site.proven:
+            try:
+                _run(site, grid, args)
+            except TypeError:
+                # This Triton's launcher takes other arguments: never again.
+                DIRECT = False
+                _sites.clear()
+                _programs.clear()
+                counts["direct"] -= 1
+            else:
+                site.proven = True
+        else:
+            _run(site, grid, args)
         if site.proven:
-            _run(site, grid, args)
+            if used is not None:
+                used.append(site)
             return
-        try:
-            _run(site, grid, args)
-            site.proven = True
-            return
-        except TypeError:
-            # This Triton's launcher takes other arguments: never again.
-            DIRECT = False
-            _sites.clear()
-            counts["direct"] -= 1
+    _local.used = None   # not every launch of this call goes directly
     counts["triton"] += 1
     stage = f"launch {kernel.fn.__name__}"
     _enter(stage)
@@ -205,9 +329,13 @@ def launch(kernel, grid, *args, **kwargs) -> None:
 
 def _run(site: _Site, grid, args) -> None:
     """The remembered variant's own launcher, called as Triton's path calls
-    it (no launch hooks)."""
-    site.run(grid[0], grid[1] if len(grid) > 1 else 1, grid[2] if len(grid) > 2 else 1,
-             _local.stream, site.function, site.meta, None, None, None, *args, *site.tail)
+    it (no launch hooks), or its C function where :func:`_c_launch` found it."""
+    gx, gy, gz = grid[0], grid[1] if len(grid) > 1 else 1, grid[2] if len(grid) > 2 else 1
+    if site.c is not None:
+        site.c(gx, gy, gz, _local.stream, site.function, *site.c_head, *args, *site.tail)
+    else:
+        site.run(gx, gy, gz, _local.stream, site.function, site.meta, None, None, None, *args,
+                 *site.tail)
 
 
 @contextlib.contextmanager

@@ -55,6 +55,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections import OrderedDict
+from types import SimpleNamespace
 from typing import Callable
 
 import torch
@@ -76,7 +77,19 @@ class _Buffer:
     def __init__(self):
         self.data = None            # int32 tensor
         self.zeros = None           # int32 tensor, zero at rest (the counters)
-        self.views = OrderedDict()  # layout -> what its carve function returned
+        # layout -> [what its carve function returned, the same with each
+        # tensor's address in its place (made at the first call that asks)]
+        self.views = OrderedDict()
+
+
+def addresses_of(views):
+    """``views`` (a namespace of tensors) with each tensor's ``data_ptr()``
+    in its place: the form a ready launch takes (launcher.ready). It also
+    holds the tensors (``tensors``): fresh ones (during graph capture,
+    above MAX_BYTES) must outlive the launches that use their addresses,
+    or the allocator could hand their memory to an allocation made between
+    this and those launches."""
+    return SimpleNamespace(tensors=views, **{k: v.data_ptr() for k, v in vars(views).items()})
 
 
 def _entries(numel: int, dtype: torch.dtype) -> int:
@@ -116,7 +129,7 @@ def _fresh(device: torch.device, layout, carve: Callable):
                  lambda numel, dtype=torch.int32: torch.zeros(numel, dtype=dtype, device=device))
 
 
-def get(layout, carve: Callable, device: torch.device, stream):
+def get(layout, carve: Callable, device: torch.device, stream, addresses: bool = False):
     """What ``carve(layout, alloc, zeros)`` returns, where ``alloc(numel,
     dtype)`` and ``zeros(numel, dtype=int32)`` give 1-D tensors, 16-byte
     aligned; the same object at every call with this ``layout`` (hashable),
@@ -124,9 +137,11 @@ def get(layout, carve: Callable, device: torch.device, stream):
     thread, except while a CUDA graph is captured or when the layout needs
     more than MAX_BYTES. ``alloc``'s tensors hold whatever the last call
     left; ``zeros``'s are zero, and the call must leave them so (or call
-    :func:`discard`)."""
+    :func:`discard`). With ``addresses``, the same with each tensor's
+    address in its place (:func:`addresses_of`), kept with the views."""
     if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-        return _fresh(device, layout, carve)
+        fresh = _fresh(device, layout, carve)
+        return addresses_of(fresh) if addresses else fresh
     buffers = getattr(_local, "buffers", None)
     if buffers is None:
         buffers = _local.buffers = OrderedDict()
@@ -138,13 +153,18 @@ def get(layout, carve: Callable, device: torch.device, stream):
             buffers.popitem(last=False)
     elif len(buffers) > 1:
         buffers.move_to_end(where)
-    views = buf.views.get(layout)
-    if views is not None:
+    kept = buf.views.get(layout)
+    if kept is not None:
         buf.views.move_to_end(layout)
-        return views
+        if not addresses:
+            return kept[0]
+        if kept[1] is None:
+            kept[1] = addresses_of(kept[0])
+        return kept[1]
     need, counters = size_of(layout, carve)
     if (need + counters) * 4 > MAX_BYTES:
-        return _fresh(device, layout, carve)
+        fresh = _fresh(device, layout, carve)
+        return addresses_of(fresh) if addresses else fresh
     # Growing drops every view carved from the old buffer; the old buffer
     # goes first (its queued work keeps it, stream-ordered).
     if buf.data is None or buf.data.numel() < need:
@@ -157,10 +177,11 @@ def get(layout, carve: Callable, device: torch.device, stream):
         buf.zeros = None
         buf.views.clear()
         buf.zeros = torch.zeros(size, dtype=torch.int32, device=device)
-    views = buf.views[layout] = carve(layout, _carver(buf.data), _carver(buf.zeros))
+    views = carve(layout, _carver(buf.data), _carver(buf.zeros))
+    buf.views[layout] = [views, addresses_of(views) if addresses else None]
     if len(buf.views) > MAX_LAYOUTS:
         buf.views.popitem(last=False)
-    return views
+    return buf.views[layout][1] if addresses else views
 
 
 def _grown(old, need: int) -> int:
