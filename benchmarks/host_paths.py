@@ -215,19 +215,25 @@ def profile(op, batch=16, vocab=128256):
     seed = torch.tensor([1], device="cuda")
     off = torch.tensor([0], device="cuda")
     fn = op_fns(x, logits, seed, off)[op]
+    print(f"\n3. cProfile, {op}, B={batch}, 300 calls (tottime first)")
+    print(cprofile(fn, 300, 22))
+
+
+def cprofile(fn, calls, top):
+    """cProfile's table of ``calls`` calls of ``fn`` (after 20 unprofiled
+    ones), its ``top`` functions by their own time."""
     for _ in range(20):
         fn()
     torch.cuda.synchronize()
     pr = cProfile.Profile()
     pr.enable()
-    for _ in range(300):
+    for _ in range(calls):
         fn()
     pr.disable()
     torch.cuda.synchronize()
     s = io.StringIO()
-    pstats.Stats(pr, stream=s).sort_stats("tottime").print_stats(22)
-    print(f"\n3. cProfile, {op}, B={batch}, 300 calls (tottime first)")
-    print(s.getvalue())
+    pstats.Stats(pr, stream=s).sort_stats("tottime").print_stats(top)
+    return s.getvalue()
 
 
 if __name__ == "__main__":

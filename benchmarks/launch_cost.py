@@ -20,9 +20,6 @@ the Python wrapper; only where the wrapper is Triton 3.6's).
 ``--quick``: the first table only, "real" and "nothing" columns.
 """
 import argparse
-import cProfile
-import io
-import pstats
 import statistics
 import time
 from collections import defaultdict
@@ -30,6 +27,7 @@ from collections import defaultdict
 import torch
 import triton
 
+import host_paths
 import tokensampler as ts
 from tokensampler.triton import launcher
 
@@ -132,17 +130,8 @@ def main():
         return
     one_launch(x)
     for name in ("top_p", "plain"):
-        fn = ops[name]
-        host_us(fn, calls=100, rounds=1)
-        pr = cProfile.Profile()
-        pr.enable()
-        for _ in range(1000):
-            fn()
-        pr.disable()
-        torch.cuda.synchronize()
-        s = io.StringIO()
-        pstats.Stats(pr, stream=s).sort_stats("tottime").print_stats(25)
-        print(f"\ncProfile, {name}, 1000 calls (tottime first)\n{s.getvalue()}")
+        print(f"\ncProfile, {name}, 1000 calls (tottime first)\n"
+              f"{host_paths.cprofile(ops[name], 1000, 25)}")
 
 
 def one_launch(x):
