@@ -286,35 +286,40 @@ def test_cuda_graph_capture_and_replay():
         assert torch.equal(static_out, eager)
 
 
-def test_int_seeds_in_a_captured_graph():
+@pytest.mark.parametrize("seed, offset", [(2**63 + 11, 5), (0, 0), (7, None)])
+def test_int_seeds_in_a_captured_graph(seed, offset):
     """An int seed and offset are captured as constants: each replay draws
     what an eager call with those ints draws (the input changed in place).
     Until the thirteenth session an int became a tensor by torch.tensor, a
     copy from pageable memory that synchronises the stream, which a capture
-    does not allow."""
+    does not allow. A 0 and the default offset use the kept zero tensor,
+    made fresh (in the graph's pool) when first needed during a capture."""
     vocab, batch = 32000, 16
     probs = inputs(batch, vocab, 8)[1]
     static_in = probs.clone()
-    fn = lambda: ts.top_p_sampling_from_probs(static_in, 0.9, seed=2**63 + 11, offset=5,
+    fn = lambda: ts.top_p_sampling_from_probs(static_in, 0.9, seed=seed, offset=offset,
                                               backend="triton")
     graph, static_out = _captured(fn)
     for step in range(2):
         new = inputs(batch, vocab, 200 + step)[1]
         static_in.copy_(new)
         graph.replay()
-        eager = ts.top_p_sampling_from_probs(new, 0.9, seed=2**63 + 11, offset=5,
+        eager = ts.top_p_sampling_from_probs(new, 0.9, seed=seed, offset=offset,
                                              backend="reference")
         assert torch.equal(static_out, eager)
 
 
-def test_no_call_synchronises_the_host():
+def test_no_call_synchronises_the_host(monkeypatch):
     """The kernel rules' "no host synchronisation", checked by torch itself:
     under sync debug mode "error" any synchronising torch call raises. The
     three launch paths (plain, top-p by rejection, top-k + top-p from
     logits) with per-output parameters and indices, and seeds as ints (0,
     small, past 2**63), a (1,) tensor, a generator and the default; two
     filters. Each form runs once first, to compile (few variants: compiling
-    every sampler's took this test past 400 s on an H200)."""
+    every sampler's took this test past 400 s on an H200). Without a
+    timeout: one makes the call wait for its result, by design."""
+    monkeypatch.delenv("TOKENSAMPLER_TIMEOUT_S", raising=False)
+    monkeypatch.setattr(ts.watchdog, "_default", None)
     vocab, batch = 32000, 6
     logits, probs = inputs(batch, vocab, 11)
     idx = torch.tensor([5, 0, 0, 3], device=DEV)
