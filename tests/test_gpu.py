@@ -250,20 +250,29 @@ def test_direct_launches_agree_with_tritons_path(monkeypatch):
     assert launcher.counts["triton"] == before["triton"]
     assert launcher.counts["direct"] - before["direct"] >= 2 * len(cases)
     assert launcher.counts["ready"] - before["ready"] >= 2 * len(cases)
+    import triton
+    if triton.__version__.startswith(launcher.C_LAUNCH_RELEASES):   # the C function itself
+        assert all(site.c is not None for site in launcher._sites.values())
 
 
 def _captured(fn):
-    """``fn()`` captured in a CUDA graph after a warm-up call on a side
-    stream, as torch's CUDA-graph docs do: the graph and its output."""
+    """``fn()`` captured in a CUDA graph after warm-up calls on a side
+    stream, as torch's CUDA-graph docs do: the graph, its output, and the
+    launches of the captured call that were ready (launcher.ready: two
+    warm-up calls make a key ready, so the capture passes the addresses of
+    fresh workspaces)."""
+    from tokensampler.triton import launcher
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s):
         fn()
+        fn()
     torch.cuda.current_stream().wait_stream(s)
     graph = torch.cuda.CUDAGraph()
+    before = launcher.counts["ready"]
     with torch.cuda.graph(graph):
         out = fn()
-    return graph, out
+    return graph, out, launcher.counts["ready"] - before
 
 
 def test_cuda_graph_capture_and_replay():
@@ -274,7 +283,9 @@ def test_cuda_graph_capture_and_replay():
     offset = torch.tensor([0], device=DEV)
     fn = lambda: ts.top_k_top_p_sampling_from_logits(static_in, 50, 0.9, seed=seed, offset=offset,
                                                       temperature=0.8, backend="triton")
-    graph, static_out = _captured(fn)
+    graph, static_out, ready = _captured(fn)
+    from tokensampler.triton import launcher
+    assert ready > 0 or not launcher.DIRECT   # (direct launches are off on ROCm)
     for step in range(3):
         new, _ = inputs(batch, vocab, 100 + step)
         static_in.copy_(new)
@@ -299,7 +310,7 @@ def test_int_seeds_in_a_captured_graph(seed, offset):
     static_in = probs.clone()
     fn = lambda: ts.top_p_sampling_from_probs(static_in, 0.9, seed=seed, offset=offset,
                                               backend="triton")
-    graph, static_out = _captured(fn)
+    graph, static_out, _ = _captured(fn)
     for step in range(2):
         new = inputs(batch, vocab, 200 + step)[1]
         static_in.copy_(new)

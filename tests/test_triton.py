@@ -477,6 +477,7 @@ def _stand_in_launcher(monkeypatch):
     from tokensampler.triton import launcher
     monkeypatch.setattr(launcher, "_local", launcher._Local())
     monkeypatch.setattr(launcher, "_sites", {})
+    monkeypatch.setattr(launcher, "_programs", {})
     monkeypatch.setattr(launcher, "DIRECT", True)
     monkeypatch.setattr(launcher, "_device_and_stream", lambda: (0, "stream"))
     monkeypatch.setattr(launcher, "_knobs", SimpleNamespace(launch_enter_hook=None,
@@ -904,16 +905,32 @@ def test_direct_launch_reuses_a_variant_only_when_triton_would(monkeypatch):
 def test_samples_without_their_valid_flags_are_the_same():
     """Without ``return_valid`` the Triton backend writes the flags into its
     workspace instead of a tensor of their own (one allocation less a
-    call): the tokens must not change, for top-p alone (its own
-    workspaces) and the other paths."""
+    call): the tokens must still be the reference's, for top-p alone (its
+    own workspaces) and the other paths, with more outputs than rows."""
     logits, probs = make_inputs(2, 300, 8)
-    for name in ("top_p", "top_k", "probs", "logits_kp"):
+    idx = torch.tensor([1, 0, 1], device=DEVICE)   # more outputs than rows
+    for name in ("top_p", "top_k", "probs", "min_p", "kp_joint", "logits_kp"):
         fn = SAMPLERS[name]
         args = (logits, probs, 50, 0.5, 0.1, 0.7)
-        want, _ = fn(*args, seed=3, return_valid=True, backend="triton")
-        got = fn(*args, seed=3, backend="triton")
-        assert torch.equal(got, want), name
-        assert torch.equal(got, fn(*args, seed=3, backend="reference")), name
+        for kw in ([dict(seed=3, indices=idx)]
+                   + [dict(seed=3)] * (name in ("top_p", "top_k"))):
+            got = fn(*args, backend="triton", **kw)
+            assert torch.equal(got, fn(*args, backend="reference", **kw)), (name, kw)
+    # The flags' view overlaps no other workspace of its layout (they are
+    # written last, so an overlap would not show in the tokens above; it
+    # would clobber the counters kept zero at rest, or a later call's data).
+    from tokensampler.triton import workspace
+    checked = 0
+    for buf in workspace._local.buffers.values():
+        for views, _ in buf.views.values():
+            flags = views.valid
+            lo, hi = flags.data_ptr(), flags.data_ptr() + flags.numel()
+            for other, t in vars(views).items():
+                start = t.data_ptr()
+                if other != "valid" and t.numel():
+                    assert start + t.numel() * t.element_size() <= lo or start >= hi, other
+            checked += 1
+    assert checked >= 2
 
 
 def test_a_call_whose_launches_all_went_directly_makes_its_key_ready(monkeypatch):
@@ -926,7 +943,6 @@ def test_a_call_whose_launches_all_went_directly_makes_its_key_ready(monkeypatch
     launch more) is a bug in the key, and raises rather than hand an
     address to Triton's path."""
     launcher, log, kernel, x = _stand_in_launcher(monkeypatch)
-    monkeypatch.setattr(launcher, "_programs", {})
     other = _StandInKernel(log)
 
     def call(key="k", launches=2, finish=True, x=x, kernel2=kernel):
@@ -951,6 +967,21 @@ def test_a_call_whose_launches_all_went_directly_makes_its_key_ready(monkeypatch
     assert held.a == fresh.a.data_ptr() and held.tensors is fresh
     with pytest.raises(RuntimeError, match="does not fix its launches"):
         call(kernel2=other)                        # another kernel at launch 1
+    with pytest.raises(RuntimeError, match="does not fix its launches"):
+        launcher.plan("k", complete=True)          # other compile-time arguments
+        launcher.launch(kernel, (2,), x, 5, 0.5, A=4, num_warps=4)
+    with pytest.raises(RuntimeError, match="made 1 launches where"):
+        call(launches=1)                           # a launch fewer than its program
+    launcher.plan("k", complete=True)
+    kernel.pre_run_hooks = [print]                 # added by another thread mid-call
+    with pytest.raises(RuntimeError, match="pre-run hook was added"):
+        launcher.launch(kernel, (2,), x.data_ptr(), 5, 0.5, A=3, num_warps=4)
+    del kernel.pre_run_hooks
+    assert call()[0] is True
+    launches = []                                  # warmup's compile pass sees tensors
+    with launcher.collecting(launches):
+        assert call(finish=False)[0] is False
+    assert isinstance(launches[0][2][0], torch.Tensor)
     # Each of these leaves its key not ready.
     assert call("a") == (False, ["triton", "triton"]) and call("a", finish=False)[0] is False
     assert call("a")[0] is False                   # the last call did not finish
@@ -1008,6 +1039,12 @@ def test_the_c_launcher_is_called_directly_only_where_the_wrapper_is_known(monke
             pass
     Other.__name__ = "CudaLauncher"
     assert launcher._c_launch(Other(log), "meta") == (None, None)   # another signature
+    bare = CudaLauncher(log)
+    del bare.launch_pdl
+    assert launcher._c_launch(bare, "meta") == (None, None)          # an attribute missing
+    profiled = CudaLauncher(log)
+    profiled.profile_scratch_size = 8
+    assert launcher._c_launch(profiled, "meta") == (None, None)
     monkeypatch.setattr(triton, "__version__", "3.9.0")
     assert launcher._c_launch(CudaLauncher(log), "meta") == (None, None)
     # Called the way Triton 3.6's wrapper calls it, by _run.
@@ -1022,6 +1059,19 @@ def test_the_c_launcher_is_called_directly_only_where_the_wrapper_is_known(monke
     launcher._run(site, (2, 5), ("x", 4))
     assert log[-1] == ("wrapper", (2, 5, 1, "stream", "fn", "meta", None, None, None, "x", 4,
                                    3, 7))
+    # A C function that rejects the arguments on first use: the wrapper
+    # instead, and direct launches stay on.
+    launcher_, log2, kernel, x = _stand_in_launcher(monkeypatch)
+
+    def rejects(*a):
+        raise TypeError("launch() takes other arguments")
+    launcher.plan("k", complete=True)
+    launcher.launch(kernel, (2,), x, 5, 0.5, A=3, num_warps=4)   # Triton's path
+    (site,) = launcher._sites.values()
+    site.c, site.c_head = rejects, ()
+    launcher.plan("k", complete=True)
+    launcher.launch(kernel, (2,), x, 5, 0.5, A=3, num_warps=4)
+    assert log2[-1][0] == "direct" and site.c is None and site.proven and launcher.DIRECT
 
 
 def test_warmup_compile_pass_records_launches_and_compiles_each_variant_once(monkeypatch):

@@ -126,7 +126,10 @@ def plan(key, complete: bool = False) -> None:
     # the sites it launches directly, to make one. A kernel given a pre-run
     # hook since (a profiler's) sends the call through the checked path,
     # which gives such launches to Triton.
-    program = _programs.get((key, _local.device)) if _local.complete else None
+    # Warmup's compile pass (collecting) records the launches for Triton's
+    # compiler, which must see tensors: never ready then.
+    program = (_programs.get((key, _local.device))
+               if _local.complete and _local.collect is None else None)
     if program is not None and any(getattr(site.kernel, "pre_run_hooks", None)
                                    for site in program):
         program = None
@@ -139,13 +142,21 @@ def ready() -> bool:
     whose previous call launched all its launches directly. Its launches
     may then take tensors as their addresses (``data_ptr()``, an int), and
     must be the same launches, in the same order, as that call's (the key
-    fixes them)."""
+    fixes them). An address is not checked by the driver as a tensor is:
+    the tensors must be on the launch's device (the public functions check
+    that; a caller of a backend's ``sample`` must too). Never ready while
+    collecting (warmup's compile pass)."""
     return _local.program is not None
 
 
 def finish() -> None:
     """The planned call made all its launches: if each went directly, its
     key's next call is ready. Not called for a call that raised."""
+    program = _local.program
+    if program is not None and _local.step != len(program):
+        raise RuntimeError(f"tokensampler: a ready call made {_local.step} launches where its "
+                           f"key's previous call made {len(program)}: the call's key does "
+                           f"not fix its launches")
     used = _local.used
     if used and len(used) == _local.step:
         if len(_programs) >= MAX_SITES:
@@ -162,12 +173,17 @@ def _device_and_stream():
 
 
 class _Site:
-    __slots__ = ("kernel", "kwargs", "types", "ints", "run", "function", "meta", "tail", "stage",
-                 "proven", "c", "c_head")
+    __slots__ = ("kernel", "kwargs", "kwargs_given", "types", "ints", "compiled", "run",
+                 "function", "meta", "tail", "stage", "proven", "c", "c_head")
 
     def __init__(self, kernel, kwargs, types, ints, compiled, tail, stage):
-        self.kernel, self.kwargs, self.types, self.ints = kernel, kwargs, types, ints
+        self.kernel, self.types, self.ints = kernel, types, ints
+        # A copy to compare with, and the caller's dict itself: the samplers
+        # pass their layout's, so a ready launch checks it by identity.
+        self.kwargs, self.kwargs_given = dict(kwargs), kwargs
         self.tail, self.stage = tail, stage
+        # Held: Triton unloads a compiled variant's module when it is freed.
+        self.compiled = compiled
         self.run = compiled.run
         self.function = compiled.function
         self.meta = compiled.packed_metadata
@@ -200,12 +216,13 @@ def _c_launch(run, meta):
         params = list(inspect.signature(type(run).__call__).parameters)
     except (TypeError, ValueError):
         return None, None
-    if params != _WRAPPER_PARAMS:
+    coop = getattr(run, "launch_cooperative_grid", None)
+    pdl = getattr(run, "launch_pdl", None)
+    if params != _WRAPPER_PARAMS or coop is None or pdl is None:
         return None, None
     # After the function: cooperative grid, PDL, the two scratch pointers,
     # then what the wrapper passes on: metadata, launch metadata, two hooks.
-    return run.launch, (run.launch_cooperative_grid, run.launch_pdl, None, None, meta, None,
-                        None, None)
+    return run.launch, (coop, pdl, None, None, meta, None, None, None)
 
 
 def _int_classes(args) -> tuple:
@@ -266,10 +283,17 @@ def launch_with(kernel, grid, args: tuple, kwargs: dict) -> None:
         # remembered variants take. The key fixes the launches, so a
         # mismatch is a bug in the caller's key, not a case to handle.
         site = program[step] if step < len(program) else None
-        if site is None or site.kernel is not kernel or getattr(kernel, "pre_run_hooks", None):
+        if site is None or site.kernel is not kernel or not (
+                kwargs is site.kwargs_given or kwargs == site.kwargs):
             raise RuntimeError(f"tokensampler: launch {step} of a ready call "
                                f"({kernel.fn.__name__}) is not the one its key's previous "
                                f"call made: the call's key does not fix its launches")
+        if getattr(kernel, "pre_run_hooks", None):
+            # Its arguments are addresses, which Triton's own path cannot take.
+            raise RuntimeError(f"tokensampler: a pre-run hook was added to "
+                               f"{kernel.fn.__name__} while a call was launching it "
+                               f"(between its first and its last launch); hooks added "
+                               f"between calls are honoured. Call it again.")
         _enter(site.stage)
         counts["direct"] += 1
         counts["ready"] += 1
@@ -295,7 +319,13 @@ def launch_with(kernel, grid, args: tuple, kwargs: dict) -> None:
         counts["direct"] += 1
         if not site.proven:
             try:
-                _run(site, grid, args)
+                try:
+                    _run(site, grid, args)
+                except TypeError:
+                    if site.c is None:
+                        raise
+                    site.c = None   # the C function takes other arguments: the wrapper
+                    _run(site, grid, args)
             except TypeError:
                 # This Triton's launcher takes other arguments: never again.
                 DIRECT = False
@@ -324,7 +354,7 @@ def launch_with(kernel, grid, args: tuple, kwargs: dict) -> None:
     tail = tuple(kwargs[p.name] if p.name in kwargs else p.default for p in params)
     if len(_sites) >= MAX_SITES:
         _sites.clear()
-    _sites[where] = _Site(kernel, dict(kwargs), types, ints, compiled, tail, stage)
+    _sites[where] = _Site(kernel, kwargs, types, ints, compiled, tail, stage)
 
 
 def _run(site: _Site, grid, args) -> None:
