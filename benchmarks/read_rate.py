@@ -80,6 +80,10 @@ def stats_time(x, warps):
             kw = {**kw, "num_warps": warps}
         launcher.launch_with(kernel, grid, a, kw)
     tt.launch_with = forced
+    # Through Triton's path: the call's key does not include the forced
+    # warps, so a direct launch would reuse the first variant (and a ready
+    # call refuses keywords other than its key's).
+    direct, launcher.DIRECT = launcher.DIRECT, False
     try:
         fn = lambda: ts.sampling_from_probs(x, seed=1)  # noqa: E731
         for _ in range(3):
@@ -91,6 +95,7 @@ def stats_time(x, warps):
             torch.cuda.synchronize()
     finally:
         tt.launch_with = launcher.launch_with
+        launcher.DIRECT = direct
     times = [e.device_time for e in prof.events()
              if e.device_type == DeviceType.CUDA and "stats_kernel" in e.name]
     return sorted(times)[len(times) // 2]
