@@ -598,6 +598,19 @@ def test_workspace_buffers_grow_by_doubling_and_are_bounded(monkeypatch):
     again = workspace.get(10, carve, cpu, "s")
     assert again is not small and again.a.data_ptr() == big.a.data_ptr()   # carved anew
     assert workspace.get(28, carve, cpu, "s").a.data_ptr() == big.a.data_ptr()  # fits: no growth
+    # The addresses kept beside the views (a ready call's form) follow them.
+    def addresses_match(n, where="s"):
+        views = workspace.get(n, carve, cpu, where)
+        addrs = workspace.get(n, carve, cpu, where, addresses=True)
+        return (addrs.a, addrs.b) == (views.a.data_ptr(), views.b.data_ptr())
+    assert addresses_match(10)
+    old = workspace.get(10, carve, cpu, "s")            # (held: its memory is not reused)
+    old_a = workspace.get(10, carve, cpu, "s", addresses=True).a
+    assert old_a == old.a.data_ptr()
+    workspace.get(100, carve, cpu, "s")                 # grows: every view carved anew
+    assert addresses_match(10) and workspace.get(10, carve, cpu, "s", addresses=True).a != old_a
+    workspace.discard(cpu, "s")
+    assert addresses_match(10)
     monkeypatch.setattr(workspace, "MAX_BUFFERS", 2)
     first = workspace.get(10, carve, cpu, "t")
     workspace.get(10, carve, cpu, "s")                  # "s" used last: "t" is dropped next
