@@ -317,25 +317,16 @@ def launch_with(kernel, grid, args: tuple, kwargs: dict) -> None:
             and _idle(_knobs.launch_exit_hook) and not getattr(kernel, "pre_run_hooks", None)):
         _enter(site.stage)
         counts["direct"] += 1
-        if not site.proven:
-            try:
-                try:
-                    _run(site, grid, args)
-                except TypeError:
-                    if site.c is None:
-                        raise
-                    site.c = None   # the C function takes other arguments: the wrapper
-                    _run(site, grid, args)
-            except TypeError:
-                # This Triton's launcher takes other arguments: never again.
-                DIRECT = False
-                _sites.clear()
-                _programs.clear()
-                counts["direct"] -= 1
-            else:
-                site.proven = True
-        else:
+        if site.proven:
             _run(site, grid, args)
+        elif _proven(site, grid, args):
+            site.proven = True
+        else:
+            # This Triton's launcher takes other arguments: never again.
+            DIRECT = False
+            _sites.clear()
+            _programs.clear()
+            counts["direct"] -= 1
         if site.proven:
             if used is not None:
                 used.append(site)
@@ -357,6 +348,24 @@ def launch_with(kernel, grid, args: tuple, kwargs: dict) -> None:
     _sites[where] = _Site(kernel, kwargs, types, ints, compiled, tail, stage)
 
 
+def _proven(site: _Site, grid, args) -> bool:
+    """A site's first direct launch: whether its launcher took the
+    arguments (a TypeError says it did not, and nothing was launched). A C
+    function that rejects them gives way to the wrapper for good."""
+    try:
+        _run(site, grid, args)
+        return True
+    except TypeError:
+        if site.c is None:
+            return False
+    site.c = None
+    try:
+        _run(site, grid, args)
+        return True
+    except TypeError:
+        return False
+
+
 def _run(site: _Site, grid, args) -> None:
     """The remembered variant's own launcher, called as Triton's path calls
     it (no launch hooks), or its C function where :func:`_c_launch` found it."""
@@ -373,7 +382,7 @@ def collecting(into: list):
     """While open, this thread's launches are appended to ``into`` as
     ``(kernel, grid, args, kwargs)`` and not launched (``warmup``'s compile
     pass; the calls' outputs are then never written)."""
-    outer = getattr(_local, "collect", None)
+    outer = _local.collect
     _local.collect = into
     try:
         yield into
