@@ -1,0 +1,71 @@
+"""Per-request parameters, as an engine's batch has them: top-k + top-p
+with top-k off (0) in some rows and on in others, against FlashInfer's
+per-request tensors, in one run. Rows whose top-k is off are top-p alone
+and draw by rejection (docs/semantics.md section 5); how they are decided
+is what this times (the seventeenth session's branch `select-reject`
+decides them from the candidate buffer instead of the single-program path).
+
+    python benchmarks/per_request.py [--batch 16 256] [--vocab 128256] [--off 0 0.5 1]
+
+Median µs by CUDA events (do_bench, as bench.py), and the GPU µs of each
+launch of one call (torch.profiler); ``--off`` is the fraction of rows with
+top-k off (0: every row top-k 50).
+"""
+import argparse
+import os
+import sys
+
+import torch
+import triton
+
+sys.path.insert(0, os.path.dirname(__file__))
+import tokensampler as ts  # noqa: E402
+from bench import make_logits  # noqa: E402
+from top_p_rounds import launch_times  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, nargs="*", default=[16, 256])
+    ap.add_argument("--vocab", type=int, nargs="*", default=[128256])
+    ap.add_argument("--off", type=float, nargs="*", default=[0.0, 0.5, 1.0])
+    ap.add_argument("--dists", nargs="*", default=["normal1", "normal5"])
+    args = ap.parse_args()
+    try:
+        import flashinfer.sampling as fis
+    except Exception as e:  # noqa: BLE001 - any import failure means "not measured"
+        print(f"flashinfer not measured: {type(e).__name__}: {e}")
+        fis = None
+    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}, "
+          f"tokensampler from {os.path.dirname(ts.__file__)}")
+    for dist in args.dists:
+        for V in args.vocab:
+            for B in args.batch:
+                x = torch.softmax(make_logits(dist, B, V, None, 1)[0], dim=1)
+                p = torch.full((B,), 0.9, device="cuda")
+                for off in args.off:
+                    k = torch.full((B,), 50, dtype=torch.int32, device="cuda")
+                    k[: round(off * B)] = 0
+                    seed = torch.arange(B, device="cuda") * 31 + 7
+
+                    def ts_fn():
+                        return ts.top_k_top_p_sampling_from_probs(x, k, p, seed=seed)
+                    us = triton.testing.do_bench(ts_fn, warmup=20, rep=80,
+                                                 return_mode="median") * 1e3
+                    line = f"{dist} V={V} B={B} top-k off in {off:.0%}: tokensampler {us:7.1f} µs"
+                    if fis is not None:
+                        # FlashInfer's top-k off is k = V (0 is not 'off' there).
+                        kf = torch.where(k > 0, k, V)
+
+                        def fi_fn():
+                            return fis.top_k_top_p_sampling_from_probs(x, kf, p)
+                        fi = triton.testing.do_bench(fi_fn, warmup=20, rep=80,
+                                                     return_mode="median") * 1e3
+                        line += f", flashinfer {fi:7.1f} µs, ts/fi {us / fi:.2f}"
+                    times = launch_times(ts_fn)
+                    print(line + "; launches " + ", ".join(f"{n} {t:.1f}" for n, t in times),
+                          flush=True)
+
+
+if __name__ == "__main__":
+    main()
