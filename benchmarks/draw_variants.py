@@ -56,10 +56,10 @@ def main():
     real = torch.load(args.real).cuda() if args.real else None
     seed = torch.tensor([1], device="cuda")
     off = torch.tensor([0], device="cuda")
-    inputs = [("real", None) if real is not None else None] + [("normal1", v) for v in args.vocab]
-    for dist, vocab in filter(None, inputs):
+    inputs = [("real", 0)] if real is not None else []
+    for dist, vocab in inputs + [("normal1", v) for v in args.vocab]:
         for B in args.batch:
-            x = torch.softmax(make_logits(dist, B, vocab or 0, real, 1)[0], dim=1)
+            x = torch.softmax(make_logits(dist, B, vocab, real, 1)[0], dim=1)
             print(f"top-p {args.p} {dist} V={x.shape[1]} B={B}", flush=True)
             baseline = None
             for warps, cap in VARIANTS:
