@@ -27,7 +27,8 @@
 # (profile_kernels.py --split). FUSION="16 64 256" adds profile_fusion.py at
 # those batches. BENCH="..." adds a bench.py run with those arguments
 # (BENCH_LIMIT=seconds bounds it, default 400). EXTRA="script args" runs
-# that script on GPU 0 before the profile (extra.txt). LIMIT=seconds bounds
+# that script on GPU 0 before the profile (extra.txt; with BASE, once more
+# on each base's src, extra_<folder>.txt). LIMIT=seconds bounds
 # each correctness job (default 480). TOTAL=seconds (default 570) bounds the
 # whole script: every step gets at most what is left of it, so the summary
 # and the archive are written before a device call's limit cuts it off.
@@ -103,6 +104,11 @@ if [ "$GPUS" -gt 1 ]; then
 fi
 if [ -n "${EXTRA:-}" ]; then
     timeout -s TERM "$(left)" python3 $EXTRA > "$W/extra.txt" 2>&1
+    for base in ${BASE:-}; do
+        # The same script on each BASE checkout's src, right after, on the same GPU.
+        PYTHONPATH=/tmp/site:$base/src:$PWD/tests timeout -s TERM "$(left)" python3 $EXTRA \
+            > "$W/extra_$(basename "$base" | tr -d .).txt" 2>&1
+    done
 fi
 timeout -s TERM "$(left)" python3 benchmarks/profile_kernels.py > "$W/kernels.txt" 2>&1
 for base in ${BASE:-}; do
@@ -162,7 +168,9 @@ for f in sorted(glob.glob('$W/campaign_*.json')):
     for name in memcheck racecheck; do
         [ -f "$W/$name.txt" ] && { echo "== $name"; tail -3 "$W/$name.txt"; }
     done
-    [ -f "$W/extra.txt" ] && { echo "== extra"; grep -v Warn "$W/extra.txt" | tail -40; }
+    for f in "$W"/extra*.txt; do
+        [ -f "$f" ] && { echo "== $(basename "$f" .txt)"; grep -v Warn "$f" | tail -40; }
+    done
     echo "== kernels"; grep "^B=" "$W/kernels.txt" | cut -c1-160
     [ -f "$W/bench.txt" ] && { echo "== bench"; tail -2 "$W/bench.txt"; }
 } > "$OUT/summary.txt" 2>&1
