@@ -12,6 +12,7 @@ Median µs by CUDA events (do_bench, as bench.py), and the GPU µs of each
 launch of one call (torch.profiler); ``--off`` is the fraction of rows with
 top-k off (0: every row top-k 50). ``--ops top_k`` times per-request
 top-k alone (no top-p), whose rows with top-k off are plain sampling.
+``--gated-span 1 4`` times each cell at each GATED_SPAN in turn.
 """
 import argparse
 import os
@@ -22,6 +23,7 @@ import triton
 
 sys.path.insert(0, os.path.dirname(__file__))
 import tokensampler as ts  # noqa: E402
+import tokensampler.triton as tt  # noqa: E402
 from bench import make_logits  # noqa: E402
 from top_p_rounds import launch_times  # noqa: E402
 
@@ -33,12 +35,16 @@ def main():
     ap.add_argument("--off", type=float, nargs="*", default=[0.0, 0.5, 1.0])
     ap.add_argument("--dists", nargs="*", default=["normal1", "normal5"])
     ap.add_argument("--ops", nargs="*", default=["joint"], choices=["joint", "top_k"])
+    ap.add_argument("--gated-span", type=int, nargs="*", default=[],
+                    help="time each cell at each of these GATED_SPAN values (triton/__init__.py)")
+    ap.add_argument("--no-flashinfer", action="store_true")
     args = ap.parse_args()
-    try:
-        import flashinfer.sampling as fis
-    except Exception as e:  # noqa: BLE001 - any import failure means "not measured"
-        print(f"flashinfer not measured: {type(e).__name__}: {e}")
-        fis = None
+    fis = None
+    if not args.no_flashinfer:
+        try:
+            import flashinfer.sampling as fis
+        except Exception as e:  # noqa: BLE001 - any import failure means "not measured"
+            print(f"flashinfer not measured: {type(e).__name__}: {e}")
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}, "
           f"tokensampler from {os.path.dirname(ts.__file__)}")
     for op in args.ops:
@@ -46,7 +52,10 @@ def main():
             for V in args.vocab:
                 for B in args.batch:
                     for off in args.off:
-                        print(measure(op, dist, V, B, off, fis), flush=True)
+                        for span in args.gated_span or [tt.GATED_SPAN]:
+                            tt.GATED_SPAN = span
+                            print(f"span {span} " * bool(args.gated_span)
+                                  + measure(op, dist, V, B, off, fis), flush=True)
 
 
 def measure(op, dist, V, B, off, fis):

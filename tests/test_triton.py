@@ -353,15 +353,17 @@ def test_rows_with_top_k_off_in_a_per_request_call_draw_by_rejection(split, monk
     flat ones at a tiny p (decided in later rounds and by the final race),
     peaked ones at p in {0.3, 0.5, 0.9, 1} (round 0), and rows with top-k on
     beside them; from probs (top-k first) and logits (joint), plan and
-    select fused into their launches or launches of their own. Every token
+    select fused into their launches or launches of their own (and round 0
+    a program a chunk, or a program a row). Every token
     and flag is the reference's; each row's state says which path decided
     it; the counters end at zero."""
     import tokensampler.triton as tt
     from tokensampler.triton import workspace
     seen = []
     monkeypatch.setattr(tt, "inspect", seen.append)
-    if split:
+    if split:   # (and round 0 over both chunks in one program)
         monkeypatch.setattr(tt, "FUSE_ROWS", {**tt.FUSE_ROWS, "plan": 0, "select": 0})
+        monkeypatch.setattr(tt, "GATED_SPAN", 2)
     vocab, batch = 4096 + 5, 12
     g = torch.Generator().manual_seed(3)
     logits = torch.zeros(batch, vocab)

@@ -58,6 +58,11 @@ _FUSE_OK = torch.version.hip is None
 # Rounds after the first of top-p's rejection check (few rows still open):
 # chunks a program reads, one after another (chunked.check_kernel).
 CHECK_SPAN = 4
+# Round 0 of the rejection rounds for the rows of a per-request top-k call
+# whose top-k is off (_rejection_kw, gated): chunks a program reads. With
+# 1, a batch with no such row pays 23 µs for round 0's empty programs at
+# B=1024, V=128256 (H200, eighteenth session); larger spans launch fewer.
+GATED_SPAN = 1
 # Tests and benchmarks/bracket_stats.py set this to look at a call's
 # workspaces (candidate counts, bracket states) after its launches. They are
 # views of a buffer the next call on this thread and stream overwrites
@@ -254,7 +259,7 @@ def _sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
              _spec(call.seed), _spec(call.offset))
     L = _layout(batch, vocab, n, dev, call.from_logits, call.joint, call.seed_per_output,
                 *specs[:5], _group(vocab, top_k), tuple(FUSE_ROWS.values()), _FUSE_OK,
-                CHECK_SPAN)
+                CHECK_SPAN, GATED_SPAN)
     stride = x.stride(0)
     stream = None
     if dev.type == "cuda":
@@ -434,11 +439,11 @@ class _Layout(SimpleNamespace):
 
 @functools.lru_cache(maxsize=512)
 def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, top_k, top_p,
-            min_p, temp, group, fuse_rows, fuse_ok, check_span) -> SimpleNamespace:
+            min_p, temp, group, fuse_rows, fuse_ok, check_span, gated_span) -> SimpleNamespace:
     """What a call's launches need that follows from its shapes and from
     which parameters it has (absent, a number, a tensor): grids, workspace
     sizes, compile-time arguments. The tuning knobs that tests and
-    benchmarks change (FUSE_ROWS, _FUSE_OK, CHECK_SPAN) are arguments, so
+    benchmarks change (FUSE_ROWS, _FUSE_OK, CHECK_SPAN, GATED_SPAN) are arguments, so
     changing them gives a new layout; the other module constants (CAP,
     GROUP, HIST_*) are read once: call ``_layout.cache_clear()`` after
     changing one."""
@@ -473,7 +478,8 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
         L.stats_kw = dict(WITH_GM=False, CHUNK=chunk, GROUP=GROUP, PLAN=L.fused_draws, GP2=cp2,
                           BRACKET=False, NS=HIST_PASSES, REJECT=True, DRAWS=DRAWS, MIXED=False,
                           num_warps=4, **fk, **stream, **flags)
-        _rejection_kw(L, n, vocab, chunk, cp2, warps, device, False, check_span, stream, flags)
+        _rejection_kw(L, n, vocab, chunk, cp2, warps, device, False, 1, check_span, stream,
+                      flags)
         return L
     # Per-request top-k with top-p (no min-p): outputs whose top-k is off
     # are top-p alone, and draw by rejection after the joint launches
@@ -482,7 +488,8 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
     # session), against FlashInfer's 0.24.
     L.mixed = fuse_ok and L.k_row and top_p is not None and min_p is None
     if L.mixed:
-        _rejection_kw(L, n, vocab, chunk, cp2, warps, device, True, check_span, stream, flags)
+        _rejection_kw(L, n, vocab, chunk, cp2, warps, device, True, gated_span, check_span,
+                      stream, flags)
     L.filtered = filtered = top_k is not None or top_p is not None
     L.has_min_p = min_p is not None
     # final_kernel reads each chunk's mass every third entry of the stats'
@@ -529,17 +536,19 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
     return L
 
 
-def _rejection_kw(L, n, vocab, chunk, cp2, warps, device, gated, check_span, stream, flags):
+def _rejection_kw(L, n, vocab, chunk, cp2, warps, device, gated, first_span, check_span, stream,
+                  flags):
     """The launches of top-p by rejection after the stats (``L.draw_kw``,
     ``L.check``: grid and options per round), for top-p alone and for the
-    outputs of a per-request top-k call whose top-k is off (``gated``)."""
+    outputs of a per-request top-k call whose top-k is off (``gated``);
+    round 0 reads ``first_span`` chunks a program, later rounds ``check_span``."""
     L.draw_kw = dict(P_ROW=L.p_row, CP2=cp2, CHUNK=chunk, DRAWS=DRAWS, GATED=gated,
                      num_warps=_warps(min(chunk, 1024)), **stream, **flags)
     # Four programs an SM: the decision tail (rare past round 0) spills.
     regs = _reg_cap(device, 4, warps)
     L.check = []
     for k in range(ROUNDS):
-        span = 1 if k == 0 else check_span
+        span = first_span if k == 0 else check_span
         # Round 0 loads its chunk before the row's state, as nearly every
         # row is open; gated, most may be closed, and their chunks would
         # be read for nothing.
