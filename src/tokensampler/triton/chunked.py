@@ -62,9 +62,14 @@ ROUNDS launches, one fewer up to FUSE_ROWS["draws"] outputs):
     threshold search, at most 8 passes, then 1 pass and one chunk). A row
     decided in round 0 is read twice. No threshold is searched for unless
     every round fails, about ``(1 - p)**4`` of rows per round.
-    Where steps do not fuse (ROCm), and for rows of per-request top-k calls
-    whose top-k is off, top-p alone goes through the histogram bracket below
-    and the single-program ``kernels.reject_row`` (bounded, slower).
+    The rows of a per-request top-k + top-p call (no min-p) whose top-k is
+    off are top-p alone too: ``plan_row`` opens them (state 0) instead of
+    planning candidates, ``select_row`` leaves them, and ``draw_kernel``
+    (gated on the state) and the check rounds follow the joint launches,
+    from the same stats (4 more launches for such calls, whether or not a
+    row is open). Where steps do not fuse (ROCm), top-p alone goes through
+    the histogram bracket below, and those rows through the single-program
+    ``kernels.reject_row`` (bounded, slower: 4.4 ms a row at V=128256).
 
 Per-row steps run in the last program of the row to finish the launch
 before them (``arrive``: an atomic counter, zero at rest, which that last
