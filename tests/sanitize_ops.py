@@ -11,12 +11,15 @@ Arguments pick the vocabularies (default: all three) and ``--fp32`` drops
 bfloat16, so that one slow sanitizer run can cover the largest row alone.
 ``--split`` makes top-p's round-0 draws in ``draw_kernel``, as above
 ``FUSE_ROWS["draws"]`` outputs (at batch 4 they run in the stats launch).
+Each vocabulary also has one per-request top-k + top-p call with top-k off
+in some rows (their rejection rounds after the joint launches).
 """
 
 import sys
 
 import torch
 
+import tokensampler as ts
 import tokensampler.triton as tt
 from tokensampler.ops import OPS, call_op, example_inputs
 
@@ -31,5 +34,10 @@ for vocab in vocabs:
         for name in OPS:
             for per_row in (False, True):
                 call_op(name, logits, probs, per_row, backend="triton")
+        k = torch.tensor([0, 50, vocab, 3], device="cuda")
+        p = torch.tensor([0.9, 0.9, 0.5, 0.7], device="cuda")
+        for x, fn in ((probs, ts.top_k_top_p_sampling_from_probs),
+                      (logits, ts.top_k_top_p_sampling_from_logits)):
+            fn(x, k, p, seed=torch.arange(4, device="cuda"), backend="triton")
         torch.cuda.synchronize()
-        print(f"V={vocab} {dtype}: {len(OPS) * 2} calls", flush=True)
+        print(f"V={vocab} {dtype}: {len(OPS) * 2 + 2} calls", flush=True)

@@ -344,6 +344,55 @@ def test_top_p_rejection_on_denormal_chunks():
         assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]), p
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["fused", "split"])
+def test_rows_with_top_k_off_in_a_per_request_call_draw_by_rejection(split, monkeypatch):
+    """Per-request top-k + top-p where top-k is off in some rows (0, -1, V
+    and past V, as engines pass it): those rows are top-p alone, and draw by
+    chunk-parallel rejection after the joint launches (plan_row opens them,
+    select_row leaves them), not by the single-program path. Two-chunk rows:
+    flat ones at a tiny p (decided in later rounds and by the final race),
+    peaked ones at p in {0.3, 0.5, 0.9, 1} (round 0), and rows with top-k on
+    beside them; from probs (top-k first) and logits (joint), plan and
+    select fused into their launches or launches of their own (and round 0
+    a program a chunk, or a program a row). Every token
+    and flag is the reference's; each row's state says which path decided
+    it; the counters end at zero."""
+    import tokensampler.triton as tt
+    from tokensampler.triton import workspace
+    seen = []
+    monkeypatch.setattr(tt, "inspect", seen.append)
+    if split:   # (and round 0 over both chunks in one program)
+        monkeypatch.setattr(tt, "FUSE_ROWS", {**tt.FUSE_ROWS, "plan": 0, "select": 0})
+        monkeypatch.setattr(tt, "GATED_SPAN", 2)
+    vocab, batch = 4096 + 5, 12
+    g = torch.Generator().manual_seed(3)
+    logits = torch.zeros(batch, vocab)
+    logits[:4, 0] = 0.75                        # flat rows with one token a little higher
+    logits[4:] = torch.randn(batch - 4, vocab, generator=g) * 3
+    k = torch.tensor([0, -1, vocab, vocab + 3, 0, vocab, -5, 0, 5, 50, 1, 200])
+    p = torch.tensor([1e-4, 3e-4, 2e-4, 5e-4, 0.9, 0.5, 1.0, 0.3, 0.9, 0.9, 0.5, 0.7])
+    seeds = torch.arange(batch) * 31 + 2
+    logits, k, p, seeds = (t.to(DEVICE) for t in (logits, k, p, seeds))
+    probs = torch.softmax(logits, dim=1)
+    calls = (lambda **kw: ts.top_k_top_p_sampling_from_probs(probs, k, p, **kw),
+             lambda **kw: ts.top_k_top_p_sampling_from_logits(
+                 logits, k, p, filter_apply_order="joint", **kw))
+    stages = set()
+    for call in calls:
+        ref = call(seed=seeds, return_valid=True, backend="reference")
+        got = call(seed=seeds, return_valid=True, backend="triton")
+        assert torch.equal(got[1], ref[1])
+        assert torch.equal(got[0], ref[0]), (got[0] != ref[0]).nonzero().flatten().tolist()
+        st = seen[-1].st[:batch].tolist()
+        assert st[8:] == [-1] * 4, st                # top-k on: select_row answered
+        assert all(s <= -2 for s in st[:8]), st      # top-k off: decided by rejection
+        stages |= {-2 - s for s in st[:8]}           # the round (ROUNDS: the final race)
+        left = [int(b.zeros.count_nonzero()) for b in workspace._local.buffers.values()
+                if b.zeros is not None]
+        assert left and not any(left), left
+    assert stages >= {0, 1, tt.ROUNDS}, stages
+
+
 def test_select_sorts_sized_to_the_candidates(monkeypatch):
     """select_row takes 256, 2048 or 4096 slots by the row's candidate
     count (sorting them where top-p needs the order); rows whose counts fall

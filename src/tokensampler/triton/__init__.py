@@ -58,6 +58,11 @@ _FUSE_OK = torch.version.hip is None
 # Rounds after the first of top-p's rejection check (few rows still open):
 # chunks a program reads, one after another (chunked.check_kernel).
 CHECK_SPAN = 4
+# Round 0 of the rejection rounds for the rows of a per-request top-k call
+# whose top-k is off (_rejection_kw, gated): chunks a program reads. With
+# 1, a batch with no such row pays 23 µs for round 0's empty programs at
+# B=1024, V=128256 (H200, eighteenth session); larger spans launch fewer.
+GATED_SPAN = 1
 # Tests and benchmarks/bracket_stats.py set this to look at a call's
 # workspaces (candidate counts, bracket states) after its launches. They are
 # views of a buffer the next call on this thread and stream overwrites
@@ -254,7 +259,7 @@ def _sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
              _spec(call.seed), _spec(call.offset))
     L = _layout(batch, vocab, n, dev, call.from_logits, call.joint, call.seed_per_output,
                 *specs[:5], _group(vocab, top_k), tuple(FUSE_ROWS.values()), _FUSE_OK,
-                CHECK_SPAN)
+                CHECK_SPAN, GATED_SPAN)
     stride = x.stride(0)
     stream = None
     if dev.type == "cuda":
@@ -298,8 +303,8 @@ def _sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
             return out, valid
         if not L.fuse["plan"]:   # (plain and min-p returned above)
             launch_with(chunked.plan_kernel, (n,),
-                        (w.part_i, w.part_f, w.gm, w.plan, w.gl, L.n_chunks, batch, idx, stride,
-                         k_ptr, k_val, p_ptr, p_val, t_ptr, t_val, w.st), L.plan_kw)
+                        (w.part_i, w.part_f, w.gm, w.plan, w.gl, vocab, L.n_chunks, batch, idx,
+                         stride, k_ptr, k_val, p_ptr, p_val, t_ptr, t_val, w.st), L.plan_kw)
         if L.bracket:
             # Rows whose bracket already fits return at once. The narrowing runs
             # once per row, not in every chunk's program (that cost more than a
@@ -323,6 +328,13 @@ def _sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
             launch_with(chunked.select_kernel, (n,),
                         (*common, w.part_i, w.part_f, w.plan, w.cand, w.above, w.n_above, *sel),
                         L.select_kw)
+        if L.mixed:
+            # The outputs whose top-k is off (plan_row opened them): top-p
+            # alone, by rejection from the stats above.
+            launch_with(chunked.draw_kernel, (n, DRAWS),
+                        (*common, w.part_i, w.part_f, w.draws, w.st, *seeds, out_arg, valid_arg,
+                         p_ptr, p_val, t_ptr, t_val), L.draw_kw)
+            _check_rounds(L, w, out_arg, valid_arg, common, seeds, p_ptr, p_val, t_ptr, t_val)
         if inspect is not None:
             passes = None
             if L.bracket:   # histogram passes that counted each row (its bracket state was active)
@@ -380,6 +392,13 @@ def _carve(L, alloc, zeros) -> SimpleNamespace:
         if not L.bracket:
             # Top-k and joint: each row's list of the groups holding candidates.
             w.gl = alloc(nc * L.g_per_chunk, torch.int32)
+        if L.mixed:
+            # Top-p alone by rejection for the outputs whose top-k is off,
+            # as _carve_top_p: each output's state (plan_row), draws and
+            # per-chunk sums.
+            w.st = alloc(n, torch.int32)
+            w.draws = alloc(n * 2 * DRAWS, torch.int32)
+            w.sums = alloc(nc * DRAWS, torch.float32)
         else:
             # Per pass: bracket states and mass above per chunk; then the count
             # above the final bracket per chunk (compact_kernel).
@@ -403,7 +422,7 @@ def _carve_top_p(L, alloc, zeros) -> SimpleNamespace:
     # in turn: each leaves it at zero (chunked.arrive).
     w.arrived = zeros(n)
     w.draws = alloc(n * 2 * DRAWS, torch.int32)   # tokens, keys
-    w.state = alloc(n, torch.int32)
+    w.st = alloc(n, torch.int32)   # each output's state (chunked.first_draws)
     w.sums = alloc(nc * DRAWS, torch.float32)
     return w
 
@@ -420,11 +439,11 @@ class _Layout(SimpleNamespace):
 
 @functools.lru_cache(maxsize=512)
 def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, top_k, top_p,
-            min_p, temp, group, fuse_rows, fuse_ok, check_span) -> SimpleNamespace:
+            min_p, temp, group, fuse_rows, fuse_ok, check_span, gated_span) -> SimpleNamespace:
     """What a call's launches need that follows from its shapes and from
     which parameters it has (absent, a number, a tensor): grids, workspace
     sizes, compile-time arguments. The tuning knobs that tests and
-    benchmarks change (FUSE_ROWS, _FUSE_OK, CHECK_SPAN) are arguments, so
+    benchmarks change (FUSE_ROWS, _FUSE_OK, CHECK_SPAN, GATED_SPAN) are arguments, so
     changing them gives a new layout; the other module constants (CAP,
     GROUP, HIST_*) are read once: call ``_layout.cache_clear()`` after
     changing one."""
@@ -457,20 +476,20 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
         # runs). Both forms must use the same warps: the chunk masses'
         # summation order, and so the draws, depend on it.
         L.stats_kw = dict(WITH_GM=False, CHUNK=chunk, GROUP=GROUP, PLAN=L.fused_draws, GP2=cp2,
-                          BRACKET=False, NS=HIST_PASSES, REJECT=True, DRAWS=DRAWS, num_warps=4,
-                          **fk, **stream, **flags)
-        L.draw_kw = dict(P_ROW=L.p_row, CP2=cp2, CHUNK=chunk, DRAWS=DRAWS,
-                         num_warps=_warps(min(chunk, 1024)), **stream, **flags)
-        # Four programs an SM: the decision tail (rare past round 0) spills.
-        regs = _reg_cap(device, 4, warps)
-        L.check = []
-        for k in range(ROUNDS):
-            span = 1 if k == 0 else check_span
-            L.check.append(((n, -(-n_chunks // span)), dict(
-                P_ROW=L.p_row, CP2=cp2, CHUNK=chunk, BLOCK=_block(vocab), DRAWS=DRAWS,
-                ROUNDS=ROUNDS, FIRST=k == 0, SPAN=span, num_warps=warps, **stream, **flags,
-                **regs)))
+                          BRACKET=False, NS=HIST_PASSES, REJECT=True, DRAWS=DRAWS, MIXED=False,
+                          num_warps=4, **fk, **stream, **flags)
+        _rejection_kw(L, n, vocab, chunk, cp2, warps, device, False, 1, check_span, stream,
+                      flags)
         return L
+    # Per-request top-k with top-p (no min-p): outputs whose top-k is off
+    # are top-p alone, and draw by rejection after the joint launches
+    # (plan_row opens them; select_row leaves them). The single-program
+    # path took 4.4 ms for such rows at B=16, V=128256 (H200, eighteenth
+    # session), against FlashInfer's 0.24.
+    L.mixed = fuse_ok and L.k_row and top_p is not None and min_p is None
+    if L.mixed:
+        _rejection_kw(L, n, vocab, chunk, cp2, warps, device, True, gated_span, check_span,
+                      stream, flags)
     L.filtered = filtered = top_k is not None or top_p is not None
     L.has_min_p = min_p is not None
     # final_kernel reads each chunk's mass every third entry of the stats'
@@ -494,7 +513,7 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
     # these two launches (three programs an SM, seventh session).
     regs = _reg_cap(device, 3, warps) if filtered and not bracket else {}
     L.stats_kw = dict(WITH_GM=filtered, CHUNK=chunk, GROUP=group, PLAN=fuse["plan"], GP2=gp2,
-                      BRACKET=bracket, NS=HIST_PASSES, REJECT=False, DRAWS=DRAWS,
+                      BRACKET=bracket, NS=HIST_PASSES, REJECT=False, DRAWS=DRAWS, MIXED=L.mixed,
                       num_warps=warps if filtered else 4, **fk, **stream, **flags,
                       **regs)   # measured best
     L.min_p_kw = dict(MINP_ROW=L.m_row, CHUNK=chunk, CP2=cp2, num_warps=warps, **flags)
@@ -504,16 +523,47 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
     # 23.5 -> 18.8 µs at B=256 and 90 -> 61 at B=1024 (H100, eleventh session,
     # benchmarks/plan_parts.py: 64 registers spilled and lost some of it).
     L.plan_kw = dict(GP2=gp2, G_PER_CHUNK=g_per_chunk, BRACKET=bracket, NS=HIST_PASSES,
-                     num_warps=warps, **fk, **flags, **_reg_cap(device, 3, warps))
+                     MIXED=L.mixed, num_warps=warps, **fk, **flags, **_reg_cap(device, 3, warps))
     hist = dict(NS=HIST_PASSES, NB=HIST_BINS)
     L.hist_kw = dict(P_ROW=L.p_row, CHUNK=chunk, CP2=cp2, CAP=cap, NARROW=fuse["narrow"],
                      num_warps=warps, **hist, **flags)
     L.narrow_kw = dict(P_ROW=L.p_row, CP2=cp2, CAP=cap, num_warps=warps, **hist, **flags)
     L.select_kw = dict(HAS_MINP=min_p is not None, MINP_ROW=L.m_row, CAP=cap,
-                       BLOCK=_block(vocab), CHUNK=chunk, BRACKET=bracket, num_warps=warps,
+                       BLOCK=_block(vocab), CHUNK=chunk, BRACKET=bracket, MIXED=L.mixed,
+                       num_warps=warps,
                        **stream, **fk, **flags)
     L.compact_kw = dict(GROUP=group, SELECT=fuse["select"], **L.select_kw, **regs)
     return L
+
+
+def _rejection_kw(L, n, vocab, chunk, cp2, warps, device, gated, first_span, check_span, stream,
+                  flags):
+    """The launches of top-p by rejection after the stats (``L.draw_kw``,
+    ``L.check``: grid and options per round), for top-p alone and for the
+    outputs of a per-request top-k call whose top-k is off (``gated``);
+    round 0 reads ``first_span`` chunks a program, later rounds ``check_span``."""
+    L.draw_kw = dict(P_ROW=L.p_row, CP2=cp2, CHUNK=chunk, DRAWS=DRAWS, GATED=gated,
+                     num_warps=_warps(min(chunk, 1024)), **stream, **flags)
+    # Four programs an SM: the decision tail (rare past round 0) spills.
+    regs = _reg_cap(device, 4, warps)
+    L.check = []
+    for k in range(ROUNDS):
+        span = first_span if k == 0 else check_span
+        # Round 0 loads its chunk before the row's state, as nearly every
+        # row is open; gated, most may be closed, and their chunks would
+        # be read for nothing.
+        L.check.append(((n, -(-L.n_chunks // span)), dict(
+            P_ROW=L.p_row, CP2=cp2, CHUNK=chunk, BLOCK=_block(vocab), DRAWS=DRAWS,
+            ROUNDS=ROUNDS, FIRST=k == 0 and not gated, SPAN=span, num_warps=warps, **stream,
+            **flags, **regs)))
+
+
+def _check_rounds(L, w, out, valid, common, seeds, p_ptr, p_val, t_ptr, t_val):
+    """The ROUNDS ``check_kernel`` launches of top-p by rejection."""
+    for k, (grid, kw) in enumerate(L.check):
+        launch_with(chunked.check_kernel, grid,
+                    (*common, w.part_i, w.part_f, w.draws, w.st, w.sums, w.arrived, k, *seeds,
+                     out, valid, p_ptr, p_val, t_ptr, t_val), kw)
 
 
 def _sample_top_p(L, w, n, out, valid, common, seeds, p_ptr, p_val, t_ptr, t_val):
@@ -526,17 +576,14 @@ def _sample_top_p(L, w, n, out, valid, common, seeds, p_ptr, p_val, t_ptr, t_val
     ``valid`` are the outputs' tensors or addresses (``n`` each)."""
     launch_with(chunked.stats_kernel, L.grid,
                 (*common, t_ptr, t_val, w.part_i, w.part_f, w.draws, w.draws, w.draws, p_ptr,
-                 p_val, p_ptr, p_val, w.state, w.arrived, *seeds, out, valid), L.stats_kw)
+                 p_val, p_ptr, p_val, w.st, w.arrived, *seeds, out, valid), L.stats_kw)
     if not L.fused_draws:
         launch_with(chunked.draw_kernel, (n, DRAWS),
-                    (*common, w.part_i, w.part_f, w.draws, w.state, *seeds, out, valid, p_ptr,
+                    (*common, w.part_i, w.part_f, w.draws, w.st, *seeds, out, valid, p_ptr,
                      p_val, t_ptr, t_val), L.draw_kw)
-    for k, (grid, kw) in enumerate(L.check):
-        launch_with(chunked.check_kernel, grid,
-                    (*common, w.part_i, w.part_f, w.draws, w.state, w.sums, w.arrived, k, *seeds,
-                     out, valid, p_ptr, p_val, t_ptr, t_val), kw)
+    _check_rounds(L, w, out, valid, common, seeds, p_ptr, p_val, t_ptr, t_val)
     if inspect is not None:
-        inspect(SimpleNamespace(n=n, reject=True, state=w.state))
+        inspect(SimpleNamespace(n=n, reject=True, state=w.st))
 
 
 def _filter(call: FilterCall, mode: int, out_dtype) -> torch.Tensor:

@@ -62,9 +62,14 @@ ROUNDS launches, one fewer up to FUSE_ROWS["draws"] outputs):
     threshold search, at most 8 passes, then 1 pass and one chunk). A row
     decided in round 0 is read twice. No threshold is searched for unless
     every round fails, about ``(1 - p)**4`` of rows per round.
-    Where steps do not fuse (ROCm), and for rows of per-request top-k calls
-    whose top-k is off, top-p alone goes through the histogram bracket below
-    and the single-program ``kernels.reject_row`` (bounded, slower).
+    The rows of a per-request top-k + top-p call (no min-p) whose top-k is
+    off are top-p alone too: ``plan_row`` opens them (state 0) instead of
+    planning candidates, ``select_row`` leaves them, and ``draw_kernel``
+    (gated on the state) and the check rounds follow the joint launches,
+    from the same stats (4 more launches for such calls, whether or not a
+    row is open). Where steps do not fuse (ROCm), top-p alone goes through
+    the histogram bracket below, and those rows through the single-program
+    ``kernels.reject_row`` (bounded, slower: 4.4 ms a row at V=128256).
 
 Per-row steps run in the last program of the row to finish the launch
 before them (``arrive``: an atomic counter, zero at rest, which that last
@@ -241,7 +246,7 @@ def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_p
                  HAS_P: tl.constexpr, P_ROW: tl.constexpr, JOINT: tl.constexpr,
                  CP2: tl.constexpr, GP2: tl.constexpr, BRACKET: tl.constexpr,
                  NS: tl.constexpr, REJECT: tl.constexpr, STREAM_IS_POS: tl.constexpr,
-                 DRAWS: tl.constexpr):
+                 DRAWS: tl.constexpr, MIXED: tl.constexpr):
     """Chunk (j, c): its statistics and its mass in its own scale (the plain
     sampler's chunk weight); with WITH_GM the maxima of its GROUP-token groups.
     One read of the chunk; a chunk holding a NaN, an infinity or a negative
@@ -313,10 +318,10 @@ def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_p
                             p_ptr, p_val, t_ptr, t_val, HAS_INDICES, FROM_LOGITS, P_ROW, T_ROW,
                             STREAM_IS_POS, CP2, CHUNK, DRAWS, DRAWS)
             else:
-                plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, C, B, idx_ptr, stride_row,
-                         k_ptr, k_val, p_ptr, p_val, t_ptr, t_val, st_ptr, HAS_INDICES, FROM_LOGITS,
-                         HAS_K, K_ROW, HAS_P, P_ROW, T_ROW, JOINT, CP2, GP2, CHUNK // GROUP,
-                         BRACKET, NS)
+                plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, V, C, B, idx_ptr,
+                         stride_row, k_ptr, k_val, p_ptr, p_val, t_ptr, t_val, st_ptr,
+                         HAS_INDICES, FROM_LOGITS, HAS_K, K_ROW, HAS_P, P_ROW, T_ROW, JOINT, CP2,
+                         GP2, CHUNK // GROUP, BRACKET, NS, MIXED)
 
 
 @triton.jit
@@ -503,12 +508,16 @@ def draw_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr, 
                 seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr, p_ptr, p_val, t_ptr,
                 t_val, HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, P_ROW: tl.constexpr,
                 T_ROW: tl.constexpr, STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr,
-                CHUNK: tl.constexpr, DRAWS: tl.constexpr):
+                CHUNK: tl.constexpr, DRAWS: tl.constexpr, GATED: tl.constexpr):
     """Program (j, q): round 0's draw q of output j (``first_draws``; one
     chunk read). Above FUSE_ROWS["draws"] outputs the draws run here rather
     than in the stats launch's tail: the tail raised that streaming kernel's
     registers (96 against 77) and ran the four races one after another
-    (benchmarks/RESULTS.md, seventh session)."""
+    (benchmarks/RESULTS.md, seventh session). GATED (a per-request top-k
+    call, ``plan_row`` with MIXED): only outputs whose state is 0 draw."""
+    if GATED:
+        if tl.load(st_ptr + tl.program_id(0)) != 0:
+            return
     first_draws(tl.program_id(0), tl.program_id(1), x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr,
                 pf_ptr, draws_ptr, st_ptr, seed_ptr, seed_step, off_ptr, off_step, out_ptr,
                 valid_ptr, p_ptr, p_val, t_ptr, t_val, HAS_INDICES, FROM_LOGITS, P_ROW, T_ROW,
@@ -685,12 +694,13 @@ def _bisect(gk, gw, lo, hi, target_c, target_m, USE_MASS: tl.constexpr, STEPS: t
 
 
 @triton.jit
-def plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, C, B, idx_ptr, stride_row, k_ptr, k_val,
-             p_ptr, p_val, t_ptr, t_val, st_ptr, HAS_INDICES: tl.constexpr,
+def plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, V, C, B, idx_ptr, stride_row, k_ptr,
+             k_val, p_ptr, p_val, t_ptr, t_val, st_ptr, HAS_INDICES: tl.constexpr,
              FROM_LOGITS: tl.constexpr, HAS_K: tl.constexpr, K_ROW: tl.constexpr,
              HAS_P: tl.constexpr, P_ROW: tl.constexpr, T_ROW: tl.constexpr,
              JOINT: tl.constexpr, CP2: tl.constexpr, GP2: tl.constexpr,
-             G_PER_CHUNK: tl.constexpr, BRACKET: tl.constexpr, NS: tl.constexpr):
+             G_PER_CHUNK: tl.constexpr, BRACKET: tl.constexpr, NS: tl.constexpr,
+             MIXED: tl.constexpr):
     """Output j: the candidate bracket ``plan[j] = (lo, hi)`` (run by the last
     of its row's ``stats_kernel`` programs), and its candidate count
     ``plan[j * 4 + 3]`` set to 0 for ``compact_kernel``.
@@ -707,6 +717,12 @@ def plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, C, B, idx_ptr, stride_
     group maxima, each a count (or mass) over all of them: the bound may sit
     up to 2**12 keys below the largest valid one (``_bisect``); 32 with
     BRACKET, exact.
+
+    With MIXED (per-request top-k with top-p, no min-p), an output whose
+    top-k is off is top-p alone and draws by rejection: it gets no
+    candidates, and its state ``st[j]`` is 0 (open for ``draw_kernel`` and
+    the ``check_kernel`` rounds); every other output's is -1 (answered by
+    ``select_row``).
     """
     ok, _off, k, p, _m, greedy, inv_t = request(
         j, idx_ptr, B, stride_row, k_ptr, k_val, p_ptr, p_val, k_ptr, 0.0, t_ptr, t_val,
@@ -718,7 +734,10 @@ def plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, C, B, idx_ptr, stride_
     p_on = HAS_P & (p < 1.0)
     bound = tl.full([], INT_MAX, tl.int64)
     n_groups = tl.zeros([], tl.int32)
-    if ok & (k_on | p_on):
+    rejects = MIXED & ok & top_p_alone(k, 0.0, V, HAS_K, HAS_P, False)
+    if MIXED:
+        tl.store(st_ptr + j, tl.where(rejects, 0, -1))
+    if ok & (k_on | p_on) & ~rejects:
         g = tl.arange(0, GP2)
         gk = tl.load(gm_ptr + j.to(tl.int64) * C * G_PER_CHUNK + g, mask=g < C * G_PER_CHUNK,
                      other=INT_MIN)
@@ -811,7 +830,7 @@ def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, gm_ptr, 
                    MINP_ROW: tl.constexpr, T_ROW: tl.constexpr, JOINT: tl.constexpr,
                    STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr, CAP: tl.constexpr,
                    BLOCK: tl.constexpr, CHUNK: tl.constexpr, GROUP: tl.constexpr,
-                   BRACKET: tl.constexpr, SELECT: tl.constexpr):
+                   BRACKET: tl.constexpr, SELECT: tl.constexpr, MIXED: tl.constexpr):
     """Program (j, c): append tokens with ``lo <= key <= hi`` to row j's
     candidate buffer. With SELECT the row's last program to finish then draws
     its token (``select_row``); without, ``select_kernel`` does.
@@ -893,7 +912,7 @@ def compact_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, gm_ptr, 
                        off_step, out_ptr, valid_ptr, k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_val,
                        t_ptr, t_val, HAS_INDICES, FROM_LOGITS, HAS_K, K_ROW, HAS_P, P_ROW,
                        HAS_MINP, MINP_ROW, T_ROW, JOINT, STREAM_IS_POS, CP2, CAP, BLOCK, CHUNK,
-                       BRACKET)
+                       BRACKET, MIXED)
 
 
 @triton.jit
@@ -1123,7 +1142,7 @@ def select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
                HAS_MINP: tl.constexpr, MINP_ROW: tl.constexpr, T_ROW: tl.constexpr,
                JOINT: tl.constexpr, STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr,
                CAP: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr,
-               BRACKET: tl.constexpr):
+               BRACKET: tl.constexpr, MIXED: tl.constexpr):
     """Output j (run by the last of its row's ``compact_kernel`` programs):
     the kept candidates (sorted for top-p's prefix; top-k alone by search),
     then the race.
@@ -1132,6 +1151,9 @@ def select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
     them. With BRACKET (top-p alone) the tokens above the bracket are kept for
     sure: their mass starts the prefix sum, and the race reads the chosen chunk.
     Worst case (overflow): the single-program path, 1-16 search passes + 2.
+    With MIXED, an output that ``plan_row`` opened for rejection (top-k
+    off, so top-p alone) is left to ``draw_kernel`` and ``check_kernel``:
+    nothing is stored for it here.
     """
     ok, row_off, k, p, mp, greedy, inv_t = request(
         j, idx_ptr, B, stride_row, k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_val, t_ptr, t_val,
@@ -1140,7 +1162,9 @@ def select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
         pi_ptr, pf_ptr, j, C, inv_t, FROM_LOGITS, CP2)
     ok &= (bad == 0) & (n_pos > 0)
     token = amax
-    if ok & ~greedy:
+    # plan_row's condition for st[j] = 0, from the same values.
+    rejects = MIXED & ok & ~greedy & top_p_alone(k, mp, V, HAS_K, HAS_P, HAS_MINP)
+    if ok & ~greedy & ~rejects:
         seed = tl.load(seed_ptr + j * seed_step)
         offset = tl.load(off_ptr + j * off_step)
         count = tl.load(plan_ptr + j * 4 + 3)
@@ -1149,8 +1173,9 @@ def select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
         p_on = HAS_P & (p < 1.0)
         stream = stream_of(j, STREAM_IS_POS)
         fallback = (bound == INT_MAX) | (count > CAP)
-        # Rows whose only filter is top-p draw by rejection, for now through
-        # the single-program path (kernels.reject_row).
+        # Rows whose only filter is top-p draw by rejection: without MIXED
+        # (ROCm, or min-p given) through the single-program path
+        # (kernels.reject_row).
         fallback |= top_p_alone(k, mp, V, HAS_K, HAS_P, HAS_MINP)
         # The sort is sized to the candidates (top-k/joint: 256, 2048 or CAP
         # slots; the top-p bracket: 2048 or CAP); one branch runs.
@@ -1184,22 +1209,25 @@ def select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
             token = sample_row(x_ptr, row_off, V, j, k, p, mp, kmax, kmin, amax, n_pos, vmax,
                                ref, mul, total, seed, offset, HAS_K, HAS_P, HAS_MINP, JOINT,
                                STREAM_IS_POS, FROM_LOGITS, BLOCK, CHUNK, CP2)
-    tl.store(out_ptr + j, tl.where(ok, token, 0).to(tl.int32))
-    tl.store(valid_ptr + j, ok)
+    if ~rejects:
+        tl.store(out_ptr + j, tl.where(ok, token, 0).to(tl.int32))
+        tl.store(valid_ptr + j, ok)
 
 
-@triton.jit(do_not_specialize=_SIZES)
-def plan_kernel(pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, C, B, idx_ptr, stride_row, k_ptr, k_val,
-                p_ptr, p_val, t_ptr, t_val, st_ptr, HAS_INDICES: tl.constexpr,
+@triton.jit(do_not_specialize=_SIZES + ["V"])
+def plan_kernel(pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, V, C, B, idx_ptr, stride_row, k_ptr,
+                k_val, p_ptr, p_val, t_ptr, t_val, st_ptr, HAS_INDICES: tl.constexpr,
                 FROM_LOGITS: tl.constexpr, HAS_K: tl.constexpr, K_ROW: tl.constexpr,
                 HAS_P: tl.constexpr, P_ROW: tl.constexpr, T_ROW: tl.constexpr,
                 JOINT: tl.constexpr, CP2: tl.constexpr, GP2: tl.constexpr,
-                G_PER_CHUNK: tl.constexpr, BRACKET: tl.constexpr, NS: tl.constexpr):
+                G_PER_CHUNK: tl.constexpr, BRACKET: tl.constexpr, NS: tl.constexpr,
+                MIXED: tl.constexpr):
     """``plan_row`` as a launch of its own (one program per output): for
     batches where the GPU, not the host, sets the time (triton/__init__.py)."""
-    plan_row(tl.program_id(0), pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, C, B, idx_ptr, stride_row,
-             k_ptr, k_val, p_ptr, p_val, t_ptr, t_val, st_ptr, HAS_INDICES, FROM_LOGITS, HAS_K,
-             K_ROW, HAS_P, P_ROW, T_ROW, JOINT, CP2, GP2, G_PER_CHUNK, BRACKET, NS)
+    plan_row(tl.program_id(0), pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, V, C, B, idx_ptr,
+             stride_row, k_ptr, k_val, p_ptr, p_val, t_ptr, t_val, st_ptr, HAS_INDICES,
+             FROM_LOGITS, HAS_K, K_ROW, HAS_P, P_ROW, T_ROW, JOINT, CP2, GP2, G_PER_CHUNK, BRACKET,
+             NS, MIXED)
 
 
 @triton.jit(do_not_specialize=_SIZES)
@@ -1211,10 +1239,10 @@ def select_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
                   HAS_MINP: tl.constexpr, MINP_ROW: tl.constexpr, T_ROW: tl.constexpr,
                   JOINT: tl.constexpr, STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr,
                   CAP: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr,
-                  BRACKET: tl.constexpr):
+                  BRACKET: tl.constexpr, MIXED: tl.constexpr):
     """``select_row`` as a launch of its own (one program per output)."""
     select_row(tl.program_id(0), x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
                cand_ptr, above_ptr, n_above_ptr, seed_ptr, seed_step, off_ptr,
                off_step, out_ptr, valid_ptr, k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_val, t_ptr,
                t_val, HAS_INDICES, FROM_LOGITS, HAS_K, K_ROW, HAS_P, P_ROW, HAS_MINP, MINP_ROW,
-               T_ROW, JOINT, STREAM_IS_POS, CP2, CAP, BLOCK, CHUNK, BRACKET)
+               T_ROW, JOINT, STREAM_IS_POS, CP2, CAP, BLOCK, CHUNK, BRACKET, MIXED)
