@@ -392,13 +392,6 @@ def _carve(L, alloc, zeros) -> SimpleNamespace:
         if not L.bracket:
             # Top-k and joint: each row's list of the groups holding candidates.
             w.gl = alloc(nc * L.g_per_chunk, torch.int32)
-        if L.mixed:
-            # Top-p alone by rejection for the outputs whose top-k is off,
-            # as _carve_top_p: each output's state (plan_row), draws and
-            # per-chunk sums.
-            w.st = alloc(n, torch.int32)
-            w.draws = alloc(n * 2 * DRAWS, torch.int32)
-            w.sums = alloc(nc * DRAWS, torch.float32)
         else:
             # Per pass: bracket states and mass above per chunk; then the count
             # above the final bracket per chunk (compact_kernel).
@@ -406,6 +399,13 @@ def _carve(L, alloc, zeros) -> SimpleNamespace:
             w.n_above = w.st[n * HIST_PASSES * 4:]
             w.ab = alloc(_aligned(nc * HIST_PASSES) + nc, torch.float32)
             w.above = w.ab[_aligned(nc * HIST_PASSES):]
+        if L.mixed:   # (never with the bracket: it is top-p alone's)
+            # Top-p alone by rejection for the outputs whose top-k is off,
+            # as _carve_top_p: each output's state (plan_row), draws and
+            # per-chunk sums.
+            w.st = alloc(n, torch.int32)
+            w.draws = alloc(n * 2 * DRAWS, torch.int32)
+            w.sums = alloc(nc * DRAWS, torch.float32)
     elif L.has_min_p:
         w.mass = alloc(nc, torch.float32)   # kept mass per chunk (min_p_mass_kernel)
     else:

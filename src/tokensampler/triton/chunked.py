@@ -68,8 +68,9 @@ ROUNDS launches, one fewer up to FUSE_ROWS["draws"] outputs):
     (gated on the state) and the check rounds follow the joint launches,
     from the same stats (4 more launches for such calls, whether or not a
     row is open). Where steps do not fuse (ROCm), top-p alone goes through
-    the histogram bracket below, and those rows through the single-program
-    ``kernels.reject_row`` (bounded, slower: 4.4 ms a row at V=128256).
+    the histogram bracket below, and those rows, like the ones of a call
+    that also has min-p, through the single-program ``kernels.reject_row``
+    (bounded, slower: 4.4 ms a row at V=128256).
 
 Per-row steps run in the last program of the row to finish the launch
 before them (``arrive``: an atomic counter, zero at rest, which that last
@@ -538,14 +539,17 @@ def check_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr,
     One read of the row's chunks; rows decided in an earlier round read
     nothing. The row's last program to finish then decides (``decide_round``).
 
-    Round 0 (FIRST, SPAN = 1): nearly every row is open, so the chunk, the
-    draws and their keys are loaded before the row's state arrives rather
-    than after it (an invalid or greedy row's chunk is read for nothing): a
-    program waits on one round trip to memory, not three. Later rounds: few
+    Round 0 of top-p alone (FIRST, SPAN = 1): nearly every row is open, so
+    the chunk, the draws and their keys are loaded before the row's state
+    arrives rather than after it (an invalid or greedy row's chunk is read
+    for nothing): a program waits on one round trip to memory, not three.
+    Later rounds: few
     rows are open, and most programs only read the state and return; a
     program covers SPAN chunks one after another, so the launch has SPAN
     times fewer of them (B=256, V=128256 on an H200: a launch of one program
-    a chunk took 7 µs with nearly every row decided)."""
+    a chunk took 7 µs with nearly every row decided). Round 0 of the rows
+    of a per-request top-k call whose top-k is off takes this form too
+    (SPAN = GATED_SPAN), as most rows of such a call may be closed."""
     j = tl.program_id(0)
     c = tl.program_id(1)
     at = draws_ptr + j * 2 * DRAWS + tl.arange(0, DRAWS)
