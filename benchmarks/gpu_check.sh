@@ -14,8 +14,11 @@
 # runs on GPU 0 at the same time; with one GPU the profile waits for them.
 # Six jobs on one GPU ran past a 410 s limit on an H100 (eleventh session),
 # and so did the large sizes alone on one GPU at 395 s: they are two jobs
-# now, and a four-GPU kind gives each GPU three or four (a two-GPU kind puts
-# all eleven on GPU 1: use four).
+# now, and a four-GPU kind gives each GPU three or four. A two-GPU kind puts
+# all eleven on GPU 1: they finished in 140-370 s (H200, eighteenth
+# session), but at TOTAL=580 left compute-sanitizer no time. Use four where
+# offered; on two, run the sanitizers in a call of their own after the jobs
+# (a fresh machine's compile alone kept them past 145 s).
 # PREWARM=1 first compiles the variants the jobs share, in threads
 # (tokensampler.warmup at V=32000 and 128256 for each dtype, bounded by
 # PREWARM_LIMIT, default 240 s), into Triton's disk cache; its time is in
