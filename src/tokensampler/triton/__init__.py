@@ -443,8 +443,8 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
     """What a call's launches need that follows from its shapes and from
     which parameters it has (absent, a number, a tensor): grids, workspace
     sizes, compile-time arguments. The tuning knobs that tests and
-    benchmarks change (FUSE_ROWS, _FUSE_OK, CHECK_SPAN, GATED_SPAN) are arguments, so
-    changing them gives a new layout; the other module constants (CAP,
+    benchmarks change (FUSE_ROWS, _FUSE_OK, CHECK_SPAN, GATED_SPAN) are
+    arguments, so changing them gives a new layout; the other module constants (CAP,
     GROUP, HIST_*) are read once: call ``_layout.cache_clear()`` after
     changing one."""
     L = _Layout()
@@ -530,8 +530,7 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
     L.narrow_kw = dict(P_ROW=L.p_row, CP2=cp2, CAP=cap, num_warps=warps, **hist, **flags)
     L.select_kw = dict(HAS_MINP=min_p is not None, MINP_ROW=L.m_row, CAP=cap,
                        BLOCK=_block(vocab), CHUNK=chunk, BRACKET=bracket, MIXED=L.mixed,
-                       num_warps=warps,
-                       **stream, **fk, **flags)
+                       num_warps=warps, **stream, **fk, **flags)
     L.compact_kw = dict(GROUP=group, SELECT=fuse["select"], **L.select_kw, **regs)
     return L
 
