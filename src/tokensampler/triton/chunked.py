@@ -545,10 +545,11 @@ def check_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr,
     for nothing): a program waits on one round trip to memory, not three.
     Later rounds: few rows are open, and most programs only read the state
     and return; a program covers SPAN chunks one after another, so the
-    launch has SPAN times fewer of them (B=256, V=128256 on an H200: a launch of one program
-    a chunk took 7 µs with nearly every row decided). Round 0 of the rows
-    of a per-request top-k call whose top-k is off takes this form too
-    (SPAN = GATED_SPAN), as most rows of such a call may be closed."""
+    launch has SPAN times fewer of them (B=256, V=128256 on an H200: a
+    launch of one program a chunk took 7 µs with nearly every row decided).
+    Round 0 of the rows of a per-request top-k call whose top-k is off
+    takes this form too (SPAN = GATED_SPAN), as most rows of such a call
+    may be closed."""
     j = tl.program_id(0)
     c = tl.program_id(1)
     at = draws_ptr + j * 2 * DRAWS + tl.arange(0, DRAWS)
