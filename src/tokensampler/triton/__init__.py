@@ -331,10 +331,8 @@ def _sample(call: SamplingCall) -> tuple[torch.Tensor, torch.Tensor]:
         if L.mixed:
             # The outputs whose top-k is off (plan_row opened them): top-p
             # alone, by rejection from the stats above.
-            launch_with(chunked.draw_kernel, (n, DRAWS),
-                        (*common, w.part_i, w.part_f, w.draws, w.st, *seeds, out_arg, valid_arg,
-                         p_ptr, p_val, t_ptr, t_val), L.draw_kw)
-            _check_rounds(L, w, out_arg, valid_arg, common, seeds, p_ptr, p_val, t_ptr, t_val)
+            _rejection_rounds(L, w, n, True, out_arg, valid_arg, common, seeds, p_ptr, p_val,
+                              t_ptr, t_val)
         if inspect is not None:
             passes = None
             if L.bracket:   # histogram passes that counted each row (its bracket state was active)
@@ -557,8 +555,14 @@ def _rejection_kw(L, n, vocab, chunk, cp2, warps, device, gated, first_span, che
             **flags, **regs)))
 
 
-def _check_rounds(L, w, out, valid, common, seeds, p_ptr, p_val, t_ptr, t_val):
-    """The ROUNDS ``check_kernel`` launches of top-p by rejection."""
+def _rejection_rounds(L, w, n, draws, out, valid, common, seeds, p_ptr, p_val, t_ptr, t_val):
+    """Top-p by rejection after the stats: round 0's draws (``draw_kernel``,
+    where ``draws``: not already made in the stats launch's tail), then the
+    ROUNDS ``check_kernel`` launches."""
+    if draws:
+        launch_with(chunked.draw_kernel, (n, DRAWS),
+                    (*common, w.part_i, w.part_f, w.draws, w.st, *seeds, out, valid, p_ptr,
+                     p_val, t_ptr, t_val), L.draw_kw)
     for k, (grid, kw) in enumerate(L.check):
         launch_with(chunked.check_kernel, grid,
                     (*common, w.part_i, w.part_f, w.draws, w.st, w.sums, w.arrived, k, *seeds,
@@ -576,11 +580,8 @@ def _sample_top_p(L, w, n, out, valid, common, seeds, p_ptr, p_val, t_ptr, t_val
     launch_with(chunked.stats_kernel, L.grid,
                 (*common, t_ptr, t_val, w.part_i, w.part_f, w.draws, w.draws, w.draws, p_ptr,
                  p_val, p_ptr, p_val, w.st, w.arrived, *seeds, out, valid), L.stats_kw)
-    if not L.fused_draws:
-        launch_with(chunked.draw_kernel, (n, DRAWS),
-                    (*common, w.part_i, w.part_f, w.draws, w.st, *seeds, out, valid, p_ptr,
-                     p_val, t_ptr, t_val), L.draw_kw)
-    _check_rounds(L, w, out, valid, common, seeds, p_ptr, p_val, t_ptr, t_val)
+    _rejection_rounds(L, w, n, not L.fused_draws, out, valid, common, seeds, p_ptr, p_val, t_ptr,
+                      t_val)
     if inspect is not None:
         inspect(SimpleNamespace(n=n, reject=True, state=w.st))
 
