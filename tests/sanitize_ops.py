@@ -11,8 +11,9 @@ Arguments pick the vocabularies (default: all three) and ``--fp32`` drops
 bfloat16, so that one slow sanitizer run can cover the largest row alone.
 ``--split`` makes top-p's round-0 draws in ``draw_kernel``, as above
 ``FUSE_ROWS["draws"]`` outputs (at batch 4 they run in the stats launch).
-Each vocabulary also has one per-request top-k + top-p call with top-k off
-in some rows (their rejection rounds after the joint launches).
+Each vocabulary also has per-request top-k calls with top-k off in some
+rows (their rejection rounds, or without top-p their race, after the top-k
+launches).
 """
 
 import sys
@@ -39,5 +40,8 @@ for vocab in vocabs:
         for x, fn in ((probs, ts.top_k_top_p_sampling_from_probs),
                       (logits, ts.top_k_top_p_sampling_from_logits)):
             fn(x, k, p, seed=torch.arange(4, device="cuda"), backend="triton")
+        # Without top-p those rows are plain sampling (a gated final_kernel).
+        ts.top_k_sampling_from_probs(probs, k, seed=torch.arange(4, device="cuda"),
+                                     backend="triton")
         torch.cuda.synchronize()
-        print(f"V={vocab} {dtype}: {len(OPS) * 2 + 2} calls", flush=True)
+        print(f"V={vocab} {dtype}: {len(OPS) * 2 + 3} calls", flush=True)

@@ -393,6 +393,42 @@ def test_rows_with_top_k_off_in_a_per_request_call_draw_by_rejection(monkeypatch
     assert stages >= {0, 1, tt.ROUNDS}, stages
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["fused", "split"])
+def test_rows_with_top_k_off_and_no_top_p_race_after_the_launches(split, monkeypatch):
+    """Per-request top-k without top-p (top_k_sampling, or a joint call at
+    top_p = 1): rows whose top-k is off are plain sampling, and race after
+    the top-k launches (``final_kernel`` gated on plan_row's state) instead
+    of in the single-program path. Two-chunk rows from probs and from
+    logits (per-request temperature, one greedy row), beside rows with
+    top-k on; every token and flag is the reference's, and each row's state
+    says which launch answered it."""
+    import tokensampler.triton as tt
+    seen = []
+    monkeypatch.setattr(tt, "inspect", seen.append)
+    if split:
+        monkeypatch.setattr(tt, "FUSE_ROWS", {**tt.FUSE_ROWS, "plan": 0, "select": 0})
+    vocab, batch = 4096 + 5, 8
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(batch, vocab, generator=g) * 2
+    logits[1, 4096:] = 4.0                      # most of the mass in the short last chunk
+    k = torch.tensor([0, -1, vocab, vocab + 3, 5, 50, 1, 0])
+    temp = torch.tensor([1.0, 0.5, 2.0, 1.0, 1.0, 0.7, 1.0, 0.0])
+    seeds = torch.arange(batch) * 17 + 3
+    logits, k, temp, seeds = (t.to(DEVICE) for t in (logits, k, temp, seeds))
+    probs = torch.softmax(logits, dim=1)
+    calls = (lambda **kw: ts.top_k_sampling_from_probs(probs, k, **kw),
+             lambda **kw: ts.top_k_top_p_sampling_from_logits(logits, k, 1.0, temperature=temp,
+                                                              **kw))
+    for call in calls:
+        ref = call(seed=seeds, return_valid=True, backend="reference")
+        got = call(seed=seeds, return_valid=True, backend="triton")
+        assert torch.equal(got[1], ref[1])
+        assert torch.equal(got[0], ref[0]), (got[0] != ref[0]).nonzero().flatten().tolist()
+        st = seen[-1].st[:batch].tolist()
+        assert st[:4] == [0] * 4 and st[4:7] == [-1] * 3, st
+    assert st[7] == -1, st      # greedy (temperature 0): select_row answers it
+
+
 def test_select_sorts_sized_to_the_candidates(monkeypatch):
     """select_row takes 256, 2048 or 4096 slots by the row's candidate
     count (sorting them where top-p needs the order); rows whose counts fall
