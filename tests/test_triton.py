@@ -162,6 +162,31 @@ def test_out_of_range_device_values_make_rows_invalid(vocab):
         assert out[1:].tolist() == [0, 0, 0], backend
 
 
+def test_per_request_top_k_past_int32_is_off():
+    """An int64 per-request top-k past int32 (engines' "off" sentinels) is
+    off, as in the reference: the kernels clamp it before it becomes int32
+    (2**32 + 3 had acted as k = 3). Sampling with and without top-p matches
+    the reference; every op, the renorm and the mask too, gives exactly what
+    it gives for the same rows with k = V, 0 or -1."""
+    logits, probs = make_inputs(4, 300, seed=8)
+    k = torch.tensor([2**32 + 3, -(2**40) + 2, 2**31, 5], device=DEVICE)
+    same = torch.tensor([300, 0, 300, 5], device=DEVICE)
+    p = torch.tensor([0.9, 1.0, 0.5, 0.9], device=DEVICE)
+    seed = torch.arange(4, device=DEVICE) + 11
+    calls = {
+        "top_k": lambda k, b: ts.top_k_sampling_from_probs(probs, k, seed=seed, backend=b),
+        "kp": lambda k, b: ts.top_k_top_p_sampling_from_probs(probs, k, p, seed=seed, backend=b),
+        "renorm": lambda k, b: ts.top_k_renorm_probs(probs, k, backend=b),
+        "mask": lambda k, b: ts.top_k_mask_logits(logits, k, backend=b),
+    }
+    for name, call in calls.items():
+        got = call(k, "triton")
+        assert torch.equal(got, call(same, "triton")), (name, got)
+        if name in ("top_k", "kp"):
+            assert torch.equal(got, call(k, "reference")), name
+    assert bool((ts.top_k_mask_logits(logits, k, backend="triton")[:3] == logits[:3]).all())
+
+
 def test_overflow_fallback_two_stage_race():
     """Rows whose candidate set overflows the pruned path's buffer (flat rows,
     V > 4096) take the single-program fallback, which races the chunks too."""

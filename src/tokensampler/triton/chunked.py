@@ -99,7 +99,7 @@ import triton.language as tl
 
 from . import rng as trng
 from . import row
-from .kernels import (_min_p_floor, _param, final_race, pick_chunk, race_key, sample_row,
+from .kernels import (_k_param, _min_p_floor, _param, final_race, pick_chunk, race_key, sample_row,
                       stream_of, top_p_alone)
 
 NI: tl.constexpr = tl.constexpr(6)   # int32 partials per chunk
@@ -138,7 +138,7 @@ def request(j, idx_ptr, B, stride_row, k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_va
         rid = j.to(tl.int64)
     ok = (rid >= 0) & (rid < B)
     row_off = tl.where(ok, rid, 0).to(tl.int64) * stride_row
-    k = _param(k_ptr, k_val, j, HAS_K, K_ROW, tl.int32)
+    k = _k_param(k_ptr, k_val, j, HAS_K, K_ROW)
     p = _param(p_ptr, p_val, j, HAS_P, P_ROW, tl.float32)
     mp = _param(mp_ptr, mp_val, j, HAS_MINP, MINP_ROW, tl.float32)
     temp = _param(t_ptr, t_val, j, FROM_LOGITS, T_ROW, tl.float32)

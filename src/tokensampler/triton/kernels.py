@@ -116,6 +116,18 @@ def _param(ptr, val, j, ON: tl.constexpr, PER_ROW: tl.constexpr, DTYPE: tl.const
 
 
 @triton.jit
+def _k_param(ptr, val, j, ON: tl.constexpr, PER_ROW: tl.constexpr):
+    """A per-request top-k as int32: as ``_param``, but clamped to
+    [-1, 2**31 - 1] first, so that an int64 k past int32 stays off (k >= V)
+    as the reference has it, rather than wrapping (2**32 + 3 became 3; found
+    by the eighteenth session's review). Scalars come in range (params.py)."""
+    if ON and PER_ROW:
+        k = tl.load(ptr + j)
+        return tl.minimum(tl.maximum(k, -1), 2147483647).to(tl.int32)
+    return tl.cast(val, tl.int32)
+
+
+@triton.jit
 def stream_of(j, STREAM_IS_POS: tl.constexpr):
     """The Philox stream word of output j (rng.py): its position, or 0 with per-output seeds."""
     if STREAM_IS_POS:
@@ -361,7 +373,7 @@ def filter_kernel(x_ptr, stride_row, out_ptr, out_stride, V, k_ptr, k_val, p_ptr
     i = tl.program_id(0)
     row_off = i.to(tl.int64) * stride_row
     out_off = i.to(tl.int64) * out_stride
-    k = _param(k_ptr, k_val, i, HAS_K, K_ROW, tl.int32)
+    k = _k_param(k_ptr, k_val, i, HAS_K, K_ROW)
     p = _param(p_ptr, p_val, i, HAS_P, P_ROW, tl.float32)
     temp = _param(t_ptr, t_val, i, MODE == 2, T_ROW, tl.float32)
     ok = ~((p != p) | (p < 0.0) | (p > 1.0))
