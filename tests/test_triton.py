@@ -162,6 +162,40 @@ def test_out_of_range_device_values_make_rows_invalid(vocab):
         assert out[1:].tolist() == [0, 0, 0], backend
 
 
+def test_rows_with_no_filter_left_race_from_the_stats():
+    """Masked rows (as guided decoding gives) with fewer positive tokens
+    than top-k, and no top-p (or top-p 1): every filter keeps the whole
+    row, and select_row races it from the stats' chunk masses (one chunk
+    read) rather than in the single-program path. Scalar and per-request
+    top-k, from probs and logits (per-request temperature), the allowed
+    tokens spread over the row's three chunks; tokens match the reference."""
+    vocab, batch = 2 * 4096 + 5, 6
+    g = torch.Generator().manual_seed(9)
+    logits = torch.full((batch, vocab), float("-inf"))
+    for r in range(batch):
+        allowed = torch.randperm(vocab, generator=g)[: 3 + 7 * r]
+        logits[r, allowed] = torch.randn(len(allowed), generator=g) * 2
+    logits[5, 8192:] = 6.0                       # the short last chunk holds most of the mass
+    k = torch.tensor([50, 40, 60, 100, 8000, 45])
+    p = torch.tensor([1.0, 1.0, 0.999999, 1.0, 1.0, 1.0])
+    temp = torch.tensor([1.0, 0.5, 2.0, 1.0, 0.8, 1.0])
+    seeds = torch.arange(batch) * 13 + 4
+    logits, k, p, temp, seeds = (t.to(DEVICE) for t in (logits, k, p, temp, seeds))
+    probs = torch.softmax(logits, dim=1)
+    calls = {
+        "scalar": lambda **kw: ts.top_k_sampling_from_probs(probs, 50, **kw),
+        "per_row": lambda **kw: ts.top_k_sampling_from_probs(probs, k, **kw),
+        "joint_p1": lambda **kw: ts.top_k_top_p_sampling_from_probs(probs, k, p, **kw),
+        "logits": lambda **kw: ts.top_k_top_p_sampling_from_logits(
+            logits, 60, 1.0, temperature=temp, **kw),
+    }
+    for name, call in calls.items():
+        ref = call(seed=seeds, return_valid=True, backend="reference")
+        got = call(seed=seeds, return_valid=True, backend="triton")
+        assert torch.equal(got[1], ref[1]), name
+        assert torch.equal(got[0], ref[0]), (name, got[0].tolist(), ref[0].tolist())
+
+
 def test_per_request_top_k_past_int32_is_off():
     """An int64 per-request top-k past int32 (engines' "off" sentinels) is
     off, as in the reference: the kernels clamp it before it becomes int32

@@ -436,19 +436,31 @@ def final_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, mass_ptr, 
         floor = float("-inf")
         if HAS_MINP:
             floor = _min_p_floor(mp, vmax)
-        chunk = tl.zeros([], tl.int32)
-        if C > 1:
-            cc = tl.arange(0, CP2)
-            m = cc < C
-            b = (j * C + cc).to(tl.int64)
-            mass = tl.load(mass_ptr + b * mass_step, mask=m, other=0.0)
-            log_mass = tl.where(mass > 0.0, tl.log(mass) + chunk_log_scale(
-                pf_ptr, b, m, ref, inv_t, FROM_LOGITS), float("-inf"))
-            chunk = pick_chunk(log_mass, cc, m, seed, offset, stream, 0)
-        token = race_in_chunk(x_ptr, row_off, V, chunk, floor, INT_MIN, INT_MAX, seed, offset,
-                              stream, ref, mul, 0, FROM_LOGITS, CHUNK)
+        token = two_stage_race(j, x_ptr, row_off, V, C, pf_ptr, mass_ptr, mass_step, floor, ref,
+                               mul, inv_t, seed, offset, stream, FROM_LOGITS, CP2, CHUNK)
     tl.store(out_ptr + j, tl.where(ok, token, 0).to(tl.int32))
     tl.store(valid_ptr + j, ok)
+
+
+@triton.jit
+def two_stage_race(j, x_ptr, row_off, V, C, pf_ptr, mass_ptr, mass_step, floor, ref, mul, inv_t,
+                   seed, offset, stream, FROM_LOGITS: tl.constexpr, CP2: tl.constexpr,
+                   CHUNK: tl.constexpr):
+    """Draw 0 of output j over its tokens of weight above 0 and at least
+    ``floor``: a chunk by its kept mass (``mass_ptr``, one value per chunk
+    every ``mass_step`` floats, each in its chunk's own scale), then a token
+    of that chunk (one read of one chunk)."""
+    chunk = tl.zeros([], tl.int32)
+    if C > 1:
+        cc = tl.arange(0, CP2)
+        m = cc < C
+        b = (j * C + cc).to(tl.int64)
+        mass = tl.load(mass_ptr + b * mass_step, mask=m, other=0.0)
+        log_mass = tl.where(mass > 0.0, tl.log(mass) + chunk_log_scale(
+            pf_ptr, b, m, ref, inv_t, FROM_LOGITS), float("-inf"))
+        chunk = pick_chunk(log_mass, cc, m, seed, offset, stream, 0)
+    return race_in_chunk(x_ptr, row_off, V, chunk, floor, INT_MIN, INT_MAX, seed, offset, stream,
+                         ref, mul, 0, FROM_LOGITS, CHUNK)
 
 
 # --- top-p alone: adaptive rejection (docs/semantics.md section 5) ----------
@@ -1163,6 +1175,8 @@ def select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
     them. With BRACKET (top-p alone) the tokens above the bracket are kept for
     sure: their mass starts the prefix sum, and the race reads the chosen chunk.
     Worst case (overflow): the single-program path, 1-16 search passes + 2.
+    A row with no filter left (top-k at least its positive tokens, top-p 1,
+    min-p off) races from the stats' chunk masses: one chunk read.
     With MIXED, an output that ``plan_row`` opened (top-k off: top-p alone
     or plain) is left to the launches after this one: nothing is stored for
     it here.
@@ -1184,6 +1198,12 @@ def select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
         k_on = HAS_K & (k > 0) & (k < n_pos)
         p_on = HAS_P & (p < 1.0)
         stream = stream_of(j, STREAM_IS_POS)
+        # No filter left (top-k at least the positive tokens, as masked
+        # logits give; top-p 1): plain sampling, the race from the stats'
+        # chunk masses (one chunk read), not the single-program path.
+        plain = ~k_on & ~p_on
+        if HAS_MINP:
+            plain &= ~(mp > 0.0)
         fallback = (bound == INT_MAX) | (count > CAP)
         # Rows whose only filter is top-p draw by rejection: without MIXED
         # (ROCm, or min-p given) through the single-program path
@@ -1193,7 +1213,10 @@ def select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
         # slots; the top-p bracket: 2048 or CAP); one branch runs.
         SMALL: tl.constexpr = 256 if CAP > 256 else CAP
         MID: tl.constexpr = 2048 if CAP > 2048 else CAP
-        if BRACKET & ~fallback:
+        if plain:
+            token = two_stage_race(j, x_ptr, row_off, V, C, pf_ptr, pf_ptr + 2, NF, float("-inf"),
+                                   ref, mul, inv_t, seed, offset, stream, FROM_LOGITS, CP2, CHUNK)
+        elif BRACKET & ~fallback:
             if count <= MID:
                 token, fallback = _select_bracket(
                     x_ptr, row_off, V, C, j, pf_ptr, cand_ptr, above_ptr, n_above_ptr, count,
@@ -1217,7 +1240,7 @@ def select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
                 token, fallback = _select_filtered(
                     cand_ptr, j, count, k, p, mp, k_on, p_on, n_pos, vmax, ref, mul, total, C,
                     seed, offset, stream, FROM_LOGITS, HAS_P, HAS_MINP, JOINT, CP2, CAP, CHUNK, CAP)
-        if fallback:
+        if fallback & ~plain:
             token = sample_row(x_ptr, row_off, V, j, k, p, mp, kmax, kmin, amax, n_pos, vmax,
                                ref, mul, total, seed, offset, HAS_K, HAS_P, HAS_MINP, JOINT,
                                STREAM_IS_POS, FROM_LOGITS, BLOCK, CHUNK, CP2)
