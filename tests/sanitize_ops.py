@@ -12,8 +12,8 @@ bfloat16, so that one slow sanitizer run can cover the largest row alone.
 ``--split`` makes top-p's round-0 draws in ``draw_kernel``, as above
 ``FUSE_ROWS["draws"]`` outputs (at batch 4 they run in the stats launch).
 Each vocabulary also has per-request top-k calls with top-k off in some
-rows (their rejection rounds, or without top-p their race, after the top-k
-launches).
+rows (their rejection rounds after the top-k launches, or without top-p
+select_row's race from the stats).
 """
 
 import sys
@@ -40,7 +40,7 @@ for vocab in vocabs:
         for x, fn in ((probs, ts.top_k_top_p_sampling_from_probs),
                       (logits, ts.top_k_top_p_sampling_from_logits)):
             fn(x, k, p, seed=torch.arange(4, device="cuda"), backend="triton")
-        # Without top-p those rows are plain sampling (a gated final_kernel).
+        # Without top-p those rows have no filter left (select_row's race).
         ts.top_k_sampling_from_probs(probs, k, seed=torch.arange(4, device="cuda"),
                                      backend="triton")
         torch.cuda.synchronize()

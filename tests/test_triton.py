@@ -164,11 +164,12 @@ def test_out_of_range_device_values_make_rows_invalid(vocab):
 
 def test_rows_with_no_filter_left_race_from_the_stats():
     """Masked rows (as guided decoding gives) with fewer positive tokens
-    than top-k, and no top-p (or top-p 1): every filter keeps the whole
-    row, and select_row races it from the stats' chunk masses (one chunk
-    read) rather than in the single-program path. Scalar and per-request
-    top-k, from probs and logits (per-request temperature), the allowed
-    tokens spread over the row's three chunks; tokens match the reference."""
+    than top-k, or top-k off in a per-request tensor, and no top-p (or
+    top-p 1): no filter is left, and select_row races the row from the
+    stats' chunk masses (one chunk read) rather than in the single-program
+    path. Scalar and per-request top-k, from probs and logits (per-request
+    temperature), the allowed tokens spread over the row's three chunks;
+    tokens match the reference."""
     vocab, batch = 2 * 4096 + 5, 6
     g = torch.Generator().manual_seed(9)
     logits = torch.full((batch, vocab), float("-inf"))
@@ -176,7 +177,7 @@ def test_rows_with_no_filter_left_race_from_the_stats():
         allowed = torch.randperm(vocab, generator=g)[: 3 + 7 * r]
         logits[r, allowed] = torch.randn(len(allowed), generator=g) * 2
     logits[5, 8192:] = 6.0                       # the short last chunk holds most of the mass
-    k = torch.tensor([50, 40, 60, 100, 8000, 45])
+    k = torch.tensor([50, 0, 60, -1, 8000, vocab])   # on, but at least n_pos; or off
     p = torch.tensor([1.0, 1.0, 0.999999, 1.0, 1.0, 1.0])
     temp = torch.tensor([1.0, 0.5, 2.0, 1.0, 0.8, 1.0])
     seeds = torch.arange(batch) * 13 + 4
@@ -450,42 +451,6 @@ def test_rows_with_top_k_off_in_a_per_request_call_draw_by_rejection(monkeypatch
                 if b.zeros is not None]
         assert left and not any(left), left
     assert stages >= {0, 1, tt.ROUNDS}, stages
-
-
-@pytest.mark.parametrize("split", [False, True], ids=["fused", "split"])
-def test_rows_with_top_k_off_and_no_top_p_race_after_the_launches(split, monkeypatch):
-    """Per-request top-k without top-p (top_k_sampling, or a joint call at
-    top_p = 1): rows whose top-k is off are plain sampling, and race after
-    the top-k launches (``final_kernel`` gated on plan_row's state) instead
-    of in the single-program path. Two-chunk rows from probs and from
-    logits (per-request temperature, one greedy row), beside rows with
-    top-k on; every token and flag is the reference's, and each row's state
-    says which launch answered it."""
-    import tokensampler.triton as tt
-    seen = []
-    monkeypatch.setattr(tt, "inspect", seen.append)
-    if split:
-        monkeypatch.setattr(tt, "FUSE_ROWS", {**tt.FUSE_ROWS, "plan": 0, "select": 0})
-    vocab, batch = 4096 + 5, 8
-    g = torch.Generator().manual_seed(5)
-    logits = torch.randn(batch, vocab, generator=g) * 2
-    logits[1, 4096:] = 4.0                      # most of the mass in the short last chunk
-    k = torch.tensor([0, -1, vocab, vocab + 3, 5, 50, 1, 0])
-    temp = torch.tensor([1.0, 0.5, 2.0, 1.0, 1.0, 0.7, 1.0, 0.0])
-    seeds = torch.arange(batch) * 17 + 3
-    logits, k, temp, seeds = (t.to(DEVICE) for t in (logits, k, temp, seeds))
-    probs = torch.softmax(logits, dim=1)
-    calls = (lambda **kw: ts.top_k_sampling_from_probs(probs, k, **kw),
-             lambda **kw: ts.top_k_top_p_sampling_from_logits(logits, k, 1.0, temperature=temp,
-                                                              **kw))
-    for call in calls:
-        ref = call(seed=seeds, return_valid=True, backend="reference")
-        got = call(seed=seeds, return_valid=True, backend="triton")
-        assert torch.equal(got[1], ref[1])
-        assert torch.equal(got[0], ref[0]), (got[0] != ref[0]).nonzero().flatten().tolist()
-        st = seen[-1].st[:batch].tolist()
-        assert st[:4] == [0] * 4 and st[4:7] == [-1] * 3, st
-    assert st[7] == -1, st      # greedy (temperature 0): select_row answers it
 
 
 def test_select_sorts_sized_to_the_candidates(monkeypatch):

@@ -67,9 +67,10 @@ ROUNDS launches, one fewer up to FUSE_ROWS["draws"] outputs):
     planning candidates, ``select_row`` leaves them, and ``draw_kernel``
     (gated on the state) and the check rounds follow the joint launches,
     from the same stats (4 more launches for such calls, whether or not a
-    row is open). Without top-p such rows are plain sampling, and
-    ``final_kernel`` (gated) races them after the top-k launches (1 more).
-    Where steps do not fuse (ROCm), top-p alone goes through the histogram
+    row is open). Without top-p such rows have no filter left, and
+    ``select_row`` races them from the stats' chunk masses (one chunk
+    read), as it does rows whose top-k holds every positive token. Where
+    steps do not fuse (ROCm), top-p alone goes through the histogram
     bracket below, and those rows, like the ones of a call that also has
     min-p, through the single-program ``kernels.reject_row`` (bounded,
     slower: 4.4 ms a row at V=128256).
@@ -408,20 +409,14 @@ def min_p_mass_kernel(x_ptr, stride_row, V, B, C, idx_ptr, mp_ptr, mp_val, t_ptr
 @triton.jit(do_not_specialize=_SIZES)
 def final_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, mass_ptr, mass_step,
                  seed_ptr, seed_step, off_ptr, off_step, mp_ptr, mp_val, t_ptr, t_val, out_ptr,
-                 valid_ptr, st_ptr, HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr,
+                 valid_ptr, HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr,
                  HAS_MINP: tl.constexpr, MINP_ROW: tl.constexpr, T_ROW: tl.constexpr,
-                 STREAM_IS_POS: tl.constexpr, CHUNK: tl.constexpr, CP2: tl.constexpr,
-                 GATED: tl.constexpr):
+                 STREAM_IS_POS: tl.constexpr, CHUNK: tl.constexpr, CP2: tl.constexpr):
     """Output j of plain or min-p sampling: validity from the row's partials,
     then the two-stage race: a chunk by its kept mass (``mass_ptr``, one value
     per chunk every ``mass_step`` floats, each in its chunk's own scale), then
-    a token of that chunk (one read of one chunk). GATED (a per-request
-    top-k call without top-p, after its launches): only the outputs that
-    ``plan_row`` opened (top-k off, so plain sampling) run."""
+    a token of that chunk (one read of one chunk)."""
     j = tl.program_id(0)
-    if GATED:
-        if tl.load(st_ptr + j) != 0:
-            return
     ok, row_off, _k, _p, mp, greedy, inv_t = request(
         j, idx_ptr, B, stride_row, mp_ptr, 0, mp_ptr, 1.0, mp_ptr, mp_val, t_ptr, t_val,
         HAS_INDICES, False, False, False, False, HAS_MINP, MINP_ROW, FROM_LOGITS, T_ROW)
@@ -742,11 +737,11 @@ def plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, V, C, B, idx_ptr, stri
     up to 2**12 keys below the largest valid one (``_bisect``); 32 with
     BRACKET, exact.
 
-    With MIXED (per-request top-k, no min-p), an output whose top-k is off
-    gets no candidates, and its state ``st[j]`` is 0: with top-p it is top-p
-    alone and draws by rejection (``draw_kernel``, the ``check_kernel``
-    rounds), without it is plain sampling (``final_kernel``, GATED). Every
-    other output's state is -1 (answered by ``select_row``).
+    With MIXED (per-request top-k with top-p, no min-p), an output whose
+    top-k is off is top-p alone and draws by rejection: it gets no
+    candidates, and its state ``st[j]`` is 0 (open for ``draw_kernel`` and
+    the ``check_kernel`` rounds); every other output's is -1 (answered by
+    ``select_row``).
     """
     ok, _off, k, p, _m, greedy, inv_t = request(
         j, idx_ptr, B, stride_row, k_ptr, k_val, p_ptr, p_val, k_ptr, 0.0, t_ptr, t_val,
@@ -758,7 +753,7 @@ def plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, V, C, B, idx_ptr, stri
     p_on = HAS_P & (p < 1.0)
     bound = tl.full([], INT_MAX, tl.int64)
     n_groups = tl.zeros([], tl.int32)
-    opened = MIXED & ok & ~((k > 0) & (k < V))
+    opened = MIXED & ok & ~((k > 0) & (k < V))   # (MIXED: top-p given, no min-p)
     if MIXED:
         tl.store(st_ptr + j, tl.where(opened, 0, -1))
     if ok & (k_on | p_on) & ~opened:
@@ -1177,9 +1172,9 @@ def select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
     Worst case (overflow): the single-program path, 1-16 search passes + 2.
     A row with no filter left (top-k at least its positive tokens, top-p 1,
     min-p off) races from the stats' chunk masses: one chunk read.
-    With MIXED, an output that ``plan_row`` opened (top-k off: top-p alone
-    or plain) is left to the launches after this one: nothing is stored for
-    it here.
+    With MIXED, an output that ``plan_row`` opened for rejection (top-k
+    off, so top-p alone) is left to ``draw_kernel`` and ``check_kernel``:
+    nothing is stored for it here.
     """
     ok, row_off, k, p, mp, greedy, inv_t = request(
         j, idx_ptr, B, stride_row, k_ptr, k_val, p_ptr, p_val, mp_ptr, mp_val, t_ptr, t_val,
