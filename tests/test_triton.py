@@ -167,9 +167,11 @@ def test_rows_with_no_filter_left_race_from_the_stats():
     than top-k, or top-k off in a per-request tensor, and no top-p (or
     top-p 1): no filter is left, and select_row races the row from the
     stats' chunk masses (one chunk read) rather than in the single-program
-    path. Scalar and per-request top-k, from probs and logits (per-request
-    temperature), the allowed tokens spread over the row's three chunks;
-    tokens match the reference."""
+    path (with per-request top-p, rows with top-k off and top-p 1 too,
+    instead of rejection; rows 2 and 5 at top-p 0.3 and 0.5 are not plain).
+    Scalar and per-request top-k, from probs and logits (per-request
+    temperature), the allowed tokens spread over the row's three chunks,
+    per-output seeds and one seed for the call; tokens match the reference."""
     vocab, batch = 2 * 4096 + 5, 6
     g = torch.Generator().manual_seed(9)
     logits = torch.full((batch, vocab), float("-inf"))
@@ -178,7 +180,7 @@ def test_rows_with_no_filter_left_race_from_the_stats():
         logits[r, allowed] = torch.randn(len(allowed), generator=g) * 2
     logits[5, 8192:] = 6.0                       # the short last chunk holds most of the mass
     k = torch.tensor([50, 0, 60, -1, 8000, vocab])   # on, but at least n_pos; or off
-    p = torch.tensor([1.0, 1.0, 0.999999, 1.0, 1.0, 1.0])
+    p = torch.tensor([1.0, 1.0, 0.3, 1.0, 1.0, 0.5])   # rows 2 and 5 are not plain
     temp = torch.tensor([1.0, 0.5, 2.0, 1.0, 0.8, 1.0])
     seeds = torch.arange(batch) * 13 + 4
     logits, k, p, temp, seeds = (t.to(DEVICE) for t in (logits, k, p, temp, seeds))
@@ -191,10 +193,12 @@ def test_rows_with_no_filter_left_race_from_the_stats():
             logits, 60, 1.0, temperature=temp, **kw),
     }
     for name, call in calls.items():
-        ref = call(seed=seeds, return_valid=True, backend="reference")
-        got = call(seed=seeds, return_valid=True, backend="triton")
-        assert torch.equal(got[1], ref[1]), name
-        assert torch.equal(got[0], ref[0]), (name, got[0].tolist(), ref[0].tolist())
+        # Per-output seeds, and one seed for the call (each output its own stream).
+        for seed in (seeds, 7):
+            ref = call(seed=seed, return_valid=True, backend="reference")
+            got = call(seed=seed, return_valid=True, backend="triton")
+            assert torch.equal(got[1], ref[1]), name
+            assert torch.equal(got[0], ref[0]), (name, got[0].tolist(), ref[0].tolist())
 
 
 def test_per_request_top_k_past_int32_is_off():
@@ -410,13 +414,13 @@ def test_rows_with_top_k_off_in_a_per_request_call_draw_by_rejection(monkeypatch
     chunk-parallel rejection after the joint launches (plan_row opens them,
     select_row leaves them), not by the single-program path. Two-chunk rows:
     flat ones at a tiny p (decided in later rounds and by the final race),
-    peaked ones at p in {0.3, 0.5, 0.9, 1} (round 0), and rows with top-k on
-    beside them: from probs (top-k first) with plan and select fused into
-    their launches and round 0 a program a chunk, then from logits (joint)
-    with plan and select launches of their own and round 0 a program a row
-    (one test, not two: each call takes 30 s under the interpreter). Every
-    token and flag is the reference's; each row's state says which path
-    decided it; the counters end at zero."""
+    peaked ones at p in {0.3, 0.5, 0.9} (round 0) and 1 (plain: select_row
+    races it), and rows with top-k on beside them: from probs (top-k first)
+    with plan and select fused into their launches and round 0 a program a
+    chunk, then from logits (joint) with plan and select launches of their
+    own and round 0 a program a row (one test, not two: each call takes 30 s
+    under the interpreter). Every token and flag is the reference's; each
+    row's state says which path decided it; the counters end at zero."""
     import tokensampler.triton as tt
     from tokensampler.triton import workspace
     seen = []
@@ -444,9 +448,11 @@ def test_rows_with_top_k_off_in_a_per_request_call_draw_by_rejection(monkeypatch
         assert torch.equal(got[1], ref[1])
         assert torch.equal(got[0], ref[0]), (got[0] != ref[0]).nonzero().flatten().tolist()
         st = seen[-1].st[:batch].tolist()
-        assert st[8:] == [-1] * 4, st                # top-k on: select_row answered
-        assert all(s <= -2 for s in st[:8]), st      # top-k off: decided by rejection
-        stages |= {-2 - s for s in st[:8]}           # the round (ROUNDS: the final race)
+        # Top-k on, or top-k off at top-p 1 (row 6: plain): select_row answered.
+        assert st[6] == -1 and st[8:] == [-1] * 4, st
+        rejected = st[:6] + st[7:8]                  # top-k off: decided by rejection
+        assert all(s <= -2 for s in rejected), st
+        stages |= {-2 - s for s in rejected}         # the round (ROUNDS: the final race)
         left = [int(b.zeros.count_nonzero()) for b in workspace._local.buffers.values()
                 if b.zeros is not None]
         assert left and not any(left), left

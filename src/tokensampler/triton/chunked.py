@@ -753,7 +753,9 @@ def plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, V, C, B, idx_ptr, stri
     p_on = HAS_P & (p < 1.0)
     bound = tl.full([], INT_MAX, tl.int64)
     n_groups = tl.zeros([], tl.int32)
-    opened = MIXED & ok & ~((k > 0) & (k < V))   # (MIXED: top-p given, no min-p)
+    # (MIXED: top-p given, no min-p.) At top-p 1 the row is plain, and
+    # select_row races it: rejection would keep its first draw, the same token.
+    opened = MIXED & ok & ~((k > 0) & (k < V)) & (p < 1.0)
     if MIXED:
         tl.store(st_ptr + j, tl.where(opened, 0, -1))
     if ok & (k_on | p_on) & ~opened:
@@ -1170,8 +1172,9 @@ def select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
     them. With BRACKET (top-p alone) the tokens above the bracket are kept for
     sure: their mass starts the prefix sum, and the race reads the chosen chunk.
     Worst case (overflow): the single-program path, 1-16 search passes + 2.
-    A row with no filter left (top-k at least its positive tokens, top-p 1,
-    min-p off) races from the stats' chunk masses: one chunk read.
+    A row with no filter left (top-k off or at least its positive tokens,
+    top-p absent or 1, min-p off) races from the stats' chunk masses, in
+    float32 as plain sampling does: one chunk read.
     With MIXED, an output that ``plan_row`` opened for rejection (top-k
     off, so top-p alone) is left to ``draw_kernel`` and ``check_kernel``:
     nothing is stored for it here.
@@ -1184,7 +1187,7 @@ def select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
     ok &= (bad == 0) & (n_pos > 0)
     token = amax
     # plan_row's condition for st[j] = 0, from the same values.
-    opened = MIXED & ok & ~greedy & ~((k > 0) & (k < V))
+    opened = MIXED & ok & ~greedy & ~((k > 0) & (k < V)) & (p < 1.0)
     if ok & ~greedy & ~opened:
         seed = tl.load(seed_ptr + j * seed_step)
         offset = tl.load(off_ptr + j * off_step)
@@ -1200,9 +1203,10 @@ def select_row(j, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
         if HAS_MINP:
             plain &= ~(mp > 0.0)
         fallback = (bound == INT_MAX) | (count > CAP)
-        # Rows whose only filter is top-p draw by rejection: without MIXED
-        # (ROCm, or min-p given) through the single-program path
-        # (kernels.reject_row).
+        # Rows whose only filter is top-p (below 1) draw by rejection:
+        # without MIXED (ROCm, or min-p given) through the single-program
+        # path (kernels.reject_row). At top-p 1 rejection keeps its first
+        # draw, which is the plain race's: those rows are ``plain``.
         fallback |= top_p_alone(k, mp, V, HAS_K, HAS_P, HAS_MINP)
         # The sort is sized to the candidates (top-k/joint: 256, 2048 or CAP
         # slots; the top-p bracket: 2048 or CAP); one branch runs.
