@@ -17,13 +17,13 @@
 # now, and a four-GPU kind gives each GPU three or four. A two-GPU kind puts
 # all eleven on GPU 1: they finished in 140-370 s (H200, eighteenth
 # session), but at TOTAL=580 left compute-sanitizer no time. Use four where
-# offered; on two, run the sanitizers in a call of their own after the jobs
-# (a fresh machine's compile alone kept them past 145 s).
+# offered. With several GPUs compute-sanitizer is one of the jobs (after a
+# plain run of the same script fills Triton's cache); with one it runs last.
 # PREWARM=1 first compiles the variants the jobs share, in threads
 # (tokensampler.warmup at V=32000 and 128256 for each dtype, bounded by
 # PREWARM_LIMIT, default 240 s), into Triton's disk cache; its time is in
 # the summary. Not yet measured: try it before relying on it.
-# GPU 0 then runs compute-sanitizer too (SKIP_SANITIZE=1 skips it).
+# SKIP_SANITIZE=1 skips compute-sanitizer.
 # BASE="folder ..." adds the per-kernel profile of the src/ under each folder
 # (kernels_<folder>.txt), to compare a branch with main in the same run.
 # SPLIT=1 adds the profile with every per-row step a launch of its own
@@ -61,6 +61,20 @@ report = ts.warmup([32000, 128256], [torch.float32, torch.bfloat16, torch.float1
 print(len(report), 'calls')" > "$W/prewarm.txt" 2>&1
     echo "prewarm: exit $?, $(( SECONDS - start )) s" >> "$W/prewarm.txt"
 fi
+sanitize() {
+    # Every op through the kernels at V=5000 (two chunks of every path; memcheck
+    # with top-p's draws in their own launch, racecheck in the stats tail):
+    # no invalid access, no shared-memory hazard (docs/reliability.md section 5).
+    # The plain runs first compile the variants into Triton's disk cache, so
+    # the sanitizers' time goes to running, not to compiling under them (a
+    # fresh machine's compile kept memcheck past 145 s, eighteenth session).
+    python3 tests/sanitize_ops.py 5000 --fp32 --split && python3 tests/sanitize_ops.py 5000 --fp32 \
+        || echo "sanitize_ops.py failed without a sanitizer"
+    compute-sanitizer --tool memcheck --error-exitcode 7 python3 tests/sanitize_ops.py 5000 --fp32 --split \
+        > "$W/memcheck.txt" 2>&1
+    compute-sanitizer --tool racecheck --print-limit 100 python3 tests/sanitize_ops.py 5000 --fp32 \
+        > "$W/racecheck.txt" 2>&1
+}
 job=0
 check() {
     # check NAME COMMAND...: one correctness job in the background, bounded by
@@ -96,6 +110,12 @@ ON_ZERO=$([ "$GPUS" -gt 1 ] && echo "and not ($SERIAL)")
         check "camp_${part%%,*}" python3 tests/campaign.py --rows "${CAMPAIGN_ROWS:-100000}" \
             --samplers "$part" --json "$W/campaign_${part%%,*}.json"
     done
+    # With several GPUs the sanitizers are a job too, compiling beside the
+    # others, rather than the last step on GPU 0 (where TOTAL left them no
+    # time, eighteenth session); with one GPU they run at the end.
+    if [ -z "${SKIP_SANITIZE:-}" ] && [ "$GPUS" -gt 1 ]; then
+        check sanitize bash -c "$(declare -f sanitize); W=$W; sanitize"
+    fi
     wait
 ) &
 checks=$!
@@ -132,14 +152,8 @@ if [ -n "${BENCH:-}" ]; then
     timeout -s TERM "$(left "${BENCH_LIMIT:-400}")" python3 benchmarks/bench.py --out "$W/bench" $BENCH \
         > "$W/bench.txt" 2>&1
 fi
-if [ -z "${SKIP_SANITIZE:-}" ]; then
-    # Every op through the kernels at V=5000 (two chunks of every path; memcheck
-    # with top-p's draws in their own launch, racecheck in the stats tail):
-    # no invalid access, no shared-memory hazard (docs/reliability.md section 5).
-    timeout -s TERM "$(left)" compute-sanitizer --tool memcheck --error-exitcode 7 python3 tests/sanitize_ops.py 5000 --fp32 --split \
-        > "$W/memcheck.txt" 2>&1
-    timeout -s TERM "$(left)" compute-sanitizer --tool racecheck --print-limit 100 python3 tests/sanitize_ops.py 5000 --fp32 \
-        > "$W/racecheck.txt" 2>&1
+if [ -z "${SKIP_SANITIZE:-}" ] && [ "$GPUS" -le 1 ]; then
+    timeout -s TERM "$(left)" bash -c "$(declare -f sanitize); W=$W; sanitize" > "$W/sanitize.txt" 2>&1
 fi
 if [ "$GPUS" -gt 1 ]; then wait "$checks"; fi
 {
@@ -168,6 +182,7 @@ for f in sorted(glob.glob('$W/campaign_*.json')):
     print(','.join(d['by_sampler']), d['total'], 'stopped:', d.get('stopped'),
           ('NOT FINISHED (cut off): ' + ','.join(cut)) if cut else '')
 " 2>&1
+    [ -f "$W/sanitize.txt" ] && grep -E "failed|Error|error" "$W/sanitize.txt" | head -5
     for name in memcheck racecheck; do
         [ -f "$W/$name.txt" ] && { echo "== $name"; tail -3 "$W/$name.txt"; }
     done
