@@ -19,6 +19,11 @@
 # session), but at TOTAL=580 left compute-sanitizer no time. Use four where
 # offered. With several GPUs compute-sanitizer is one of the jobs (after a
 # plain run of the same script fills Triton's cache); with one it runs last.
+# On two GPUs the twelve jobs on GPU 1 did not finish at LIMIT=430 (large_b,
+# direct, rest, three campaign parts and the sanitizers cut off, nineteenth
+# session): there, split the jobs over two calls with JOBS. Job names:
+# large_a large_b direct rest ops warmup agr camp_probs camp_top_k
+# camp_kp_joint camp_logits_kp sanitize.
 # PREWARM=1 first compiles the variants the jobs share, in threads
 # (tokensampler.warmup at V=32000 and 128256 for each dtype, bounded by
 # PREWARM_LIMIT, default 240 s), into Triton's disk cache; its time is in
@@ -81,6 +86,8 @@ check() {
     # LIMIT, its whole output in $W/NAME.txt. With several GPUs the jobs take
     # GPUs 1..GPUS-1 in turn (GPU 0 is the profile's); with one they share it.
     local name=$1; shift
+    # JOBS="name ...": only these jobs (e.g. the ones a call before left unfinished).
+    if [ -n "${JOBS:-}" ] && [[ " $JOBS " != *" $name "* ]]; then return; fi
     local gpu=$(( GPUS > 1 ? 1 + job % (GPUS - 1) : 0 ))
     job=$(( job + 1 ))
     CUDA_VISIBLE_DEVICES=$gpu timeout -s TERM "$(left "$LIMIT")" "$@" > "$W/$name.txt" 2>&1 &
@@ -152,7 +159,7 @@ if [ -n "${BENCH:-}" ]; then
     timeout -s TERM "$(left "${BENCH_LIMIT:-400}")" python3 benchmarks/bench.py --out "$W/bench" $BENCH \
         > "$W/bench.txt" 2>&1
 fi
-if [ -z "${SKIP_SANITIZE:-}" ] && [ "$GPUS" -le 1 ]; then
+if [ -z "${SKIP_SANITIZE:-}" ] && [ "$GPUS" -le 1 ] && [[ -z "${JOBS:-}" || " $JOBS " == *" sanitize "* ]]; then
     timeout -s TERM "$(left)" bash -c "$(declare -f sanitize); W=$W; sanitize" > "$W/sanitize.txt" 2>&1
 fi
 if [ "$GPUS" -gt 1 ]; then wait "$checks"; fi
