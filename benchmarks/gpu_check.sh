@@ -23,7 +23,8 @@
 # direct, rest, three campaign parts and the sanitizers cut off, nineteenth
 # session): there, split the jobs over two calls with JOBS. Job names:
 # large_a large_b direct rest ops warmup agr camp_probs camp_top_k
-# camp_kp_joint camp_logits_kp sanitize.
+# camp_kp_joint camp_logits_kp sanitize devices (an unknown name stops the
+# script before anything runs). The profile and EXTRA always run.
 # PREWARM=1 first compiles the variants the jobs share, in threads
 # (tokensampler.warmup at V=32000 and 128256 for each dtype, bounded by
 # PREWARM_LIMIT, default 240 s), into Triton's disk cache; its time is in
@@ -52,6 +53,11 @@ left() {
     echo $(( l > 1 ? l : 1 ))
 }
 mkdir -p "$OUT"
+NAMES="large_a large_b direct rest ops warmup agr camp_probs camp_top_k camp_kp_joint camp_logits_kp sanitize devices"
+for name in ${JOBS:-}; do
+    [[ " $NAMES " == *" $name "* ]] || { echo "JOBS: unknown job '$name'; expected some of: $NAMES" >&2; exit 2; }
+done
+wanted() { [ -z "${JOBS:-}" ] || [[ " $JOBS " == *" $1 "* ]]; }
 W=$(mktemp -d)   # everything goes here, then into one archive
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl 2>&1 | grep -v "Location" || true
@@ -87,10 +93,12 @@ check() {
     # GPUs 1..GPUS-1 in turn (GPU 0 is the profile's); with one they share it.
     local name=$1; shift
     # JOBS="name ...": only these jobs (e.g. the ones a call before left unfinished).
-    if [ -n "${JOBS:-}" ] && [[ " $JOBS " != *" $name "* ]]; then return; fi
+    wanted "$name" || return 0
     local gpu=$(( GPUS > 1 ? 1 + job % (GPUS - 1) : 0 ))
     job=$(( job + 1 ))
-    CUDA_VISIBLE_DEVICES=$gpu timeout -s TERM "$(left "$LIMIT")" "$@" > "$W/$name.txt" 2>&1 &
+    # The exit status goes to the job's log: 124 means its time bound cut it off.
+    { CUDA_VISIBLE_DEVICES=$gpu timeout -s TERM "$(left "$LIMIT")" "$@" > "$W/$name.txt" 2>&1
+      echo "exit $?" >> "$W/$name.txt"; } &
 }
 PYTEST="python3 -m pytest -v -m gpu tests/test_gpu.py -p no:cacheprovider -o faulthandler_timeout=$(( LIMIT - 30 ))"
 # With several GPUs, GPU 0 runs the tests that need two visible GPUs or few
@@ -127,7 +135,7 @@ ON_ZERO=$([ "$GPUS" -gt 1 ] && echo "and not ($SERIAL)")
 ) &
 checks=$!
 if [ "$GPUS" -le 1 ]; then wait "$checks"; fi
-if [ "$GPUS" -gt 1 ]; then
+if [ "$GPUS" -gt 1 ] && wanted devices; then
     # An input on a device that is not the current one (needs two visible
     # GPUs), int seeds in a graph, no host synchronisation.
     timeout -s TERM "$(left 300)" $PYTEST -k "$SERIAL" > "$W/devices.txt" 2>&1
@@ -159,8 +167,9 @@ if [ -n "${BENCH:-}" ]; then
     timeout -s TERM "$(left "${BENCH_LIMIT:-400}")" python3 benchmarks/bench.py --out "$W/bench" $BENCH \
         > "$W/bench.txt" 2>&1
 fi
-if [ -z "${SKIP_SANITIZE:-}" ] && [ "$GPUS" -le 1 ] && [[ -z "${JOBS:-}" || " $JOBS " == *" sanitize "* ]]; then
+if [ -z "${SKIP_SANITIZE:-}" ] && [ "$GPUS" -le 1 ] && wanted sanitize; then
     timeout -s TERM "$(left)" bash -c "$(declare -f sanitize); W=$W; sanitize" > "$W/sanitize.txt" 2>&1
+    echo "exit $?" >> "$W/sanitize.txt"
 fi
 if [ "$GPUS" -gt 1 ]; then wait "$checks"; fi
 {
@@ -171,10 +180,10 @@ if [ "$GPUS" -gt 1 ]; then wait "$checks"; fi
         echo "== $name"
         grep -E "PASSED|FAILED|ERROR|passed|failed|Timeout|^E " "$W/$name.txt" | grep -v "^  File" | head -40
     done
-    echo "== agreement"; tail -12 "$W/agr.txt"
+    [ -f "$W/agr.txt" ] && { echo "== agreement"; tail -13 "$W/agr.txt"; }
     echo "== campaign"
     for f in "$W"/camp_*.txt; do
-        tail -4 "$f"
+        [ -f "$f" ] && tail -5 "$f"
     done
     # Each part's totals (hangs, errors, out-of-range ids, wrong valid flags,
     # tokens outside the kept set, leaks and disagreements) over the samplers
@@ -189,10 +198,18 @@ for f in sorted(glob.glob('$W/campaign_*.json')):
     print(','.join(d['by_sampler']), d['total'], 'stopped:', d.get('stopped'),
           ('NOT FINISHED (cut off): ' + ','.join(cut)) if cut else '')
 " 2>&1
-    [ -f "$W/sanitize.txt" ] && grep -E "failed|Error|error" "$W/sanitize.txt" | head -5
-    for name in memcheck racecheck; do
-        [ -f "$W/$name.txt" ] && { echo "== $name"; tail -3 "$W/$name.txt"; }
-    done
+    if [ -f "$W/sanitize.txt" ]; then
+        # A sanitizer cut off by its time bound leaves no summary line: say so.
+        echo "== sanitize ($(grep "^exit " "$W/sanitize.txt" | tail -1))"
+        grep -E "failed|Error|error" "$W/sanitize.txt" | head -5
+        for name in memcheck racecheck; do
+            echo "== $name"
+            if grep -q "SUMMARY" "$W/$name.txt" 2>/dev/null; then tail -3 "$W/$name.txt"
+            else echo "NOT FINISHED (no summary; cut off or never started)"; fi
+        done
+    fi
+    echo "== job exits (124: cut off by the time bound)"
+    grep -H "^exit " "$W"/*.txt 2>/dev/null | sed "s|$W/||"
     for f in "$W"/extra*.txt; do
         [ -f "$f" ] && { echo "== $(basename "$f" .txt)"; grep -v Warn "$f" | tail -40; }
     done

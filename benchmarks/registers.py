@@ -35,6 +35,9 @@ POINTERS = dict(x_ptr="*fp32", t_ptr="*fp32", pi_ptr="*i32", pf_ptr="*fp32", gm_
                 mp_ptr="*fp32", cand_ptr="*i64", above_ptr="*fp32",
                 n_above_ptr="*i32", mass_ptr="*fp32")
 FLOATS = {"t_val", "p_val", "mp_val"}
+# Workspace slices that do not start on 16 bytes (final_kernel's chunk masses
+# are plain sampling's float partials from their third entry).
+UNALIGNED = {"mass_ptr"}
 ROW = dict(HAS_INDICES=False, FROM_LOGITS=False, T_ROW=False, STREAM_IS_POS=True, CP2=64)
 STATS = dict(ROW, WITH_GM=False, CHUNK=4096, GROUP=32, PLAN=False, HAS_K=False, K_ROW=False,
              HAS_P=False, P_ROW=False, JOINT=False, GP2=64, BRACKET=False, NS=3, REJECT=False,
@@ -81,12 +84,16 @@ def compile_sm90(fn, constexprs, num_warps=8):
             sig[name] = "constexpr"
         else:
             sig[name] = POINTERS.get(name, "fp32" if name in FLOATS else "i32")
-    # As the launcher specialises at V=128256: pointers, V and the row stride
-    # divisible by 16. Without it the row loads compile as 4-byte scalar
-    # loads (16-byte vectors on the GPU), and the counts are not the GPU's
-    # (nineteenth session: 2096 against 1958 instructions for stats).
-    attrs = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(fn.arg_names)
-             if name not in constexprs and (sig[name].startswith("*") or name in ("V", "stride_row"))}
+    # As the launcher specialises at V=128256: pointers (but those that start
+    # mid-buffer, UNALIGNED), and V and the row stride unless the kernel
+    # opts out, divisible by 16. Without it the row loads compile as 4-byte
+    # scalar loads (16-byte vectors on the GPU), and the counts are not the
+    # GPU's (nineteenth session: 2096 against 1958 instructions for stats).
+    attrs = {(i,): [["tt.divisibility", 16]] for i, (name, param) in
+             enumerate(zip(fn.arg_names, fn.params))
+             if name not in constexprs and not param.do_not_specialize
+             and ((sig[name].startswith("*") and name not in UNALIGNED)
+                  or name in ("V", "stride_row"))}
     src = ASTSource(fn=fn, signature=sig, attrs=attrs,
                     constexprs={(fn.arg_names.index(k),): v for k, v in constexprs.items()})
     return triton.compile(src, target=GPUTarget("cuda", 90, 32),

@@ -9,8 +9,9 @@ path (one chunk; several chunks with the top-p bracket; the largest row):
 
 Arguments pick the vocabularies (default: all three) and ``--fp32`` drops
 bfloat16, so that one slow sanitizer run can cover the largest row alone.
-``--split`` makes top-p's round-0 draws in ``draw_kernel``, as above
-``FUSE_ROWS["draws"]`` outputs (at batch 4 they run in the stats launch).
+``--split`` makes top-p's round-0 draws in ``draw_kernel`` (as shipped);
+without it they run in the stats launch's tail (``FUSE_ROWS["draws"]``
+raised past the batch), so the two runs cover both forms.
 Each vocabulary also has per-request top-k calls with top-k off in some
 rows (their rejection rounds after the top-k launches, or without top-p
 select_row's race from the stats).
@@ -24,8 +25,10 @@ import tokensampler as ts
 import tokensampler.triton as tt
 from tokensampler.ops import OPS, call_op, example_inputs
 
-if "--split" in sys.argv:
-    tt.FUSE_ROWS = {**tt.FUSE_ROWS, "draws": 0}
+# Top-p's round-0 draws: in a launch of their own (--split, as shipped since
+# FUSE_ROWS["draws"] became 0) or in the stats launch's tail (the other form,
+# which a run without --split covers).
+tt.FUSE_ROWS = {**tt.FUSE_ROWS, "draws": 0 if "--split" in sys.argv else 1 << 30}
 vocabs = [int(a) for a in sys.argv[1:] if not a.startswith("--")] or [1000, 5000, 151936]
 dtypes = [torch.float32] if "--fp32" in sys.argv else [torch.float32, torch.bfloat16]
 for vocab in vocabs:
