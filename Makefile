@@ -7,11 +7,11 @@ PYTEST_ARGS ?=
 demo: setup-demo
 	.venv/bin/tokensampler generate "$(PROMPT)" --top-p 0.9 --seed 1
 
-# One worker a core, at most four (each holds torch and the interpreter's
+# One worker a logical CPU, at most four (each holds torch and the interpreter's
 # arrays); worksteal keeps the few minute-long tests from ending up on one
 # worker. PYTEST_ARGS="-n 0" runs serially.
 test: setup-test
-	.venv/bin/python -m pytest -q -n auto --maxprocesses 4 --dist worksteal $(PYTEST_ARGS)
+	.venv/bin/python -m pytest -q -n logical --maxprocesses 4 --dist worksteal $(PYTEST_ARGS)
 
 setup-demo:
 	scripts/setup.sh demo
