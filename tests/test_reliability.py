@@ -358,6 +358,28 @@ def test_guarded_calls_keep_the_callers_inference_mode():
     assert not ts.softmax(x, timeout_s=30).is_inference()
 
 
+def test_naming_the_triton_backend_checks_an_accelerator_once(monkeypatch):
+    """backend='triton' asks whether Triton can serve the device once per
+    accelerator type (fixed for the process), on the CPU every call (it
+    follows TRITON_INTERPRET), and never keeps a refusal."""
+    calls, interpret = [], [True]
+
+    def status(device):
+        calls.append(device.type)
+        return device.type == "cuda" or (device.type == "cpu" and interpret[0]), "stand-in reason"
+    monkeypatch.setattr(dispatch, "triton_status", status)
+    monkeypatch.setattr(dispatch, "_serves", {})
+    for _ in range(3):
+        assert dispatch.choose("op", "triton", torch.device("cuda")) == ("triton", False)
+    assert calls == ["cuda"]
+    assert dispatch.choose("op", "triton", torch.device("cpu")) == ("triton", False)
+    interpret[0] = False   # TRITON_INTERPRET unset: the CPU is refused from now on
+    for device in ("cpu", "meta", "meta"):
+        with pytest.raises(ts.BackendUnavailableError, match="stand-in reason"):
+            dispatch.choose("op", "triton", torch.device(device))
+    assert calls == ["cuda", "cpu", "cpu", "meta", "meta"]
+
+
 def test_a_stuck_call_does_not_delay_another_threads_call(monkeypatch, release):
     """Each calling thread has its own worker: a job stuck on one thread
     leaves the others' calls alone."""

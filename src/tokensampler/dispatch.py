@@ -117,10 +117,15 @@ def choose(op: str, backend: Optional[str], device: torch.device) -> tuple[str, 
     if backend not in BACKENDS:
         raise ArgumentError(f"{op}: {source} must be one of {', '.join(map(repr, BACKENDS))} "
                             f"or unset, got {backend!r}")
-    if backend == "triton":
+    # On an accelerator the answer is fixed for the process: checked once
+    # (triton_status's find_spec took 4-30 µs a call, on every call naming
+    # the backend). On the CPU it follows TRITON_INTERPRET, checked each time.
+    if backend == "triton" and not (device.type != "cpu" and _serves.get(device.type)):
         ok, why = triton_status(device)
         if not ok:
             raise BackendUnavailableError(f"{op}: backend 'triton' cannot run on {device}: {why}")
+        if device.type != "cpu":
+            _serves[device.type] = True
     return backend, False
 
 
