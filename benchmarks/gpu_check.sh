@@ -86,6 +86,7 @@ sanitize() {
     compute-sanitizer --tool racecheck --print-limit 100 python3 tests/sanitize_ops.py 5000 --fp32 \
         > "$W/racecheck.txt" 2>&1
 }
+SANITIZE=(bash -c "$(declare -f sanitize); W=$W; sanitize")   # as a command of its own
 job=0
 check() {
     # check NAME COMMAND...: one correctness job in the background, bounded by
@@ -129,7 +130,7 @@ ON_ZERO=$([ "$GPUS" -gt 1 ] && echo "and not ($SERIAL)")
     # others, rather than the last step on GPU 0 (where TOTAL left them no
     # time, eighteenth session); with one GPU they run at the end.
     if [ -z "${SKIP_SANITIZE:-}" ] && [ "$GPUS" -gt 1 ]; then
-        check sanitize bash -c "$(declare -f sanitize); W=$W; sanitize"
+        check sanitize "${SANITIZE[@]}"
     fi
     wait
 ) &
@@ -168,7 +169,7 @@ if [ -n "${BENCH:-}" ]; then
         > "$W/bench.txt" 2>&1
 fi
 if [ -z "${SKIP_SANITIZE:-}" ] && [ "$GPUS" -le 1 ] && wanted sanitize; then
-    timeout -s TERM "$(left)" bash -c "$(declare -f sanitize); W=$W; sanitize" > "$W/sanitize.txt" 2>&1
+    timeout -s TERM "$(left)" "${SANITIZE[@]}" > "$W/sanitize.txt" 2>&1
     echo "exit $?" >> "$W/sanitize.txt"
 fi
 if [ "$GPUS" -gt 1 ]; then wait "$checks"; fi
