@@ -117,6 +117,18 @@ def _reg_cap(device: torch.device, programs: int, warps: int) -> dict:
     return dict(maxnreg=regs // (programs * warps * 32) // 8 * 8)
 
 
+def _plain_stats_options(device: torch.device, warps: int) -> dict:
+    """Launch options of the stats pass without top-k (plain sampling, min-p,
+    top-p alone): ``warps`` warps (8 for 4096-token chunks) capped for four
+    programs an SM. At 4 warps uncapped a thread held 32 tokens and 166
+    registers, three programs an SM, and the pass read at 66% of DRAM's
+    rate where a torch row sum reached 89% (Nsight Compute, H200,
+    nineteenth session). 8 warps capped at 64 registers: 168.5 -> 153.7 µs
+    at B=1024, V=128256 and 329 -> 301 at V=262144; 8 warps uncapped (78
+    registers) 174 and 16 warps 271 were slower (benchmarks/stats_variants.py)."""
+    return dict(num_warps=warps, **_reg_cap(device, 4, warps))
+
+
 def _aligned(n: int) -> int:
     """``n`` rounded up to a multiple of 4 entries (int32 or float32): where
     a workspace slice starts there, its pointer is 16-byte aligned whatever
@@ -469,13 +481,12 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
     L.top_p_alone = top_p is not None and top_k is None and min_p is None and fuse_ok
     if L.top_p_alone:
         L.fused_draws = n <= fuse_rows["draws"]
-        # 4 warps: plain sampling's stats launch, the same code without the
-        # tail (84 µs there against 91 at 8 warps here, B=256, H100, two
-        # runs). Both forms must use the same warps: the chunk masses'
-        # summation order, and so the draws, depend on it.
+        # As plain sampling's stats launch (_plain_stats_options). Both forms
+        # (draws in the tail or not) must use the same warps: the chunk
+        # masses' summation order, and so the draws, depend on it.
         L.stats_kw = dict(WITH_GM=False, CHUNK=chunk, GROUP=GROUP, PLAN=L.fused_draws, GP2=cp2,
                           BRACKET=False, NS=HIST_PASSES, REJECT=True, DRAWS=DRAWS, MIXED=False,
-                          num_warps=4, **fk, **stream, **flags)
+                          **fk, **stream, **flags, **_plain_stats_options(device, warps))
         _rejection_kw(L, n, vocab, chunk, cp2, warps, device, False, 1, check_span, stream,
                       flags)
         return L
@@ -512,8 +523,9 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
     regs = _reg_cap(device, 3, warps) if filtered and not bracket else {}
     L.stats_kw = dict(WITH_GM=filtered, CHUNK=chunk, GROUP=group, PLAN=fuse["plan"], GP2=gp2,
                       BRACKET=bracket, NS=HIST_PASSES, REJECT=False, DRAWS=DRAWS, MIXED=L.mixed,
-                      num_warps=warps if filtered else 4, **fk, **stream, **flags,
-                      **regs)   # measured best
+                      **fk, **stream, **flags,
+                      **(dict(num_warps=warps, **regs) if filtered
+                         else _plain_stats_options(device, warps)))
     L.min_p_kw = dict(MINP_ROW=L.m_row, CHUNK=chunk, CP2=cp2, num_warps=warps, **flags)
     L.final_kw = dict(HAS_MINP=min_p is not None, MINP_ROW=L.m_row, CHUNK=chunk, CP2=cp2,
                       num_warps=warps, **stream, **flags)
