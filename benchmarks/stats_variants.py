@@ -31,7 +31,8 @@ from top_p_rounds import launch_times  # noqa: E402
 # WARPS:CAP (CAP "-": uncapped); the shipped form is always measured first
 # (plain, min-p, top-p alone: 8 warps capped at 64 registers on an H200 since
 # the nineteenth session, 4 warps uncapped before; top-k and joint: 8 warps
-# capped at 80, three programs an SM).
+# capped at 64 above FUSE_ROWS["plan"] since the twentieth, at 80 before and
+# where plan_row is in the tail).
 DEFAULT_VARIANTS = ["4:-", "8:-", "8:56", "8:48"]
 OPS = {
     "plain": lambda x, kw: ts.sampling_from_probs(x, **kw),

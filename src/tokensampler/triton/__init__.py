@@ -521,10 +521,16 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
     # Top-k and joint: plan_row and select_row are the rare-heavy tails of
     # these two launches (three programs an SM, seventh session).
     regs = _reg_cap(device, 3, warps) if filtered and not bracket else {}
+    # Without plan_row in its tail (above FUSE_ROWS["plan"]) the stats pass
+    # fits four programs an SM: 199 -> 188 µs at B=1024 and 52 -> 49 at
+    # B=256, V=128256, top-k 50 and joint alike, the same tokens (H200,
+    # twentieth session, benchmarks/stats_variants.py; 56 registers: 204).
+    stats_regs = (_reg_cap(device, 3 if fuse["plan"] else 4, warps)
+                  if filtered and not bracket else {})
     L.stats_kw = dict(WITH_GM=filtered, CHUNK=chunk, GROUP=group, PLAN=fuse["plan"], GP2=gp2,
                       BRACKET=bracket, NS=HIST_PASSES, REJECT=False, DRAWS=DRAWS, MIXED=L.mixed,
                       **fk, **stream, **flags,
-                      **(dict(num_warps=warps, **regs) if filtered
+                      **(dict(num_warps=warps, **stats_regs) if filtered
                          else _plain_stats_options(device, warps)))
     L.min_p_kw = dict(MINP_ROW=L.m_row, CHUNK=chunk, CP2=cp2, num_warps=warps, **flags)
     L.final_kw = dict(HAS_MINP=min_p is not None, MINP_ROW=L.m_row, CHUNK=chunk, CP2=cp2,
