@@ -48,10 +48,11 @@ KERNELS = {
     "stats_reject": (chunked.stats_kernel, dict(STATS, PLAN=True, HAS_P=True, REJECT=True)),
     "stats_plan_joint": (chunked.stats_kernel, dict(STATS, WITH_GM=True, PLAN=True, HAS_K=True,
                                                     HAS_P=True, JOINT=True, GP2=8192)),
+    # Round 0's draw 0 (nearly every row), then all four draws of a round.
     "check": (chunked.check_kernel, dict(ROW, P_ROW=False, CHUNK=4096, BLOCK=1024, DRAWS=4,
-                                         ROUNDS=3, FIRST=True, SPAN=1)),
+                                         ROUNDS=3, FIRST=True, SPAN=1, NQ=1)),
     "check_later": (chunked.check_kernel, dict(ROW, P_ROW=False, CHUNK=4096, BLOCK=1024,
-                                               DRAWS=4, ROUNDS=3, FIRST=False, SPAN=4)),
+                                               DRAWS=4, ROUNDS=3, FIRST=False, SPAN=4, NQ=4)),
     "compact_select": (chunked.compact_kernel, dict(ROW, HAS_K=True, K_ROW=False, HAS_P=True,
                                                     P_ROW=False, HAS_MINP=False, MINP_ROW=False,
                                                     JOINT=True, CAP=4096, BLOCK=1024,

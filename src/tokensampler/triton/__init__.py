@@ -554,34 +554,37 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
 def _rejection_kw(L, n, vocab, chunk, cp2, warps, device, gated, first_span, check_span, stream,
                   flags):
     """The launches of top-p by rejection after the stats (``L.draw_kw``,
-    ``L.check``: grid and options per round), for top-p alone and for the
-    outputs of a per-request top-k call whose top-k is off (``gated``);
-    round 0 reads ``first_span`` chunks a program, later rounds ``check_span``."""
+    ``L.check``: round, grid and options of each check launch), for top-p
+    alone and for the outputs of a per-request top-k call whose top-k is off
+    (``gated``). Round 0 is two launches: draw 0 alone, reading
+    ``first_span`` chunks a program, then all DRAWS draws of the rows that
+    rejected it (``check_kernel``'s docstring says why); later rounds read
+    ``check_span`` chunks a program."""
     L.draw_kw = dict(P_ROW=L.p_row, CP2=cp2, CHUNK=chunk, DRAWS=DRAWS, GATED=gated,
                      num_warps=_warps(min(chunk, 1024)), **stream, **flags)
     # Four programs an SM: the decision tail (rare past round 0) spills.
     regs = _reg_cap(device, 4, warps)
     L.check = []
-    for k in range(ROUNDS):
-        span = first_span if k == 0 else check_span
-        # Round 0 loads its chunk before the row's state, as nearly every
-        # row is open; gated, most may be closed, and their chunks would
-        # be read for nothing.
-        L.check.append(((n, -(-L.n_chunks // span)), dict(
+    for k, nq in [(0, 1)] + [(k, DRAWS) for k in range(ROUNDS)]:
+        span = first_span if nq == 1 else check_span
+        # Draw 0's launch loads its chunk before the row's state, as nearly
+        # every row is open; gated, most may be closed, and their chunks
+        # would be read for nothing.
+        L.check.append((k, (n, -(-L.n_chunks // span)), dict(
             P_ROW=L.p_row, CP2=cp2, CHUNK=chunk, BLOCK=_block(vocab), DRAWS=DRAWS,
-            ROUNDS=ROUNDS, FIRST=k == 0 and not gated, SPAN=span, num_warps=warps, **stream,
-            **flags, **regs)))
+            ROUNDS=ROUNDS, FIRST=nq == 1 and not gated, SPAN=span, NQ=nq, num_warps=warps,
+            **stream, **flags, **regs)))
 
 
 def _rejection_rounds(L, w, n, draws, out, valid, common, seeds, p_ptr, p_val, t_ptr, t_val):
-    """Top-p by rejection after the stats: round 0's draws (``draw_kernel``,
+    """Top-p by rejection after the stats: round 0's draw 0 (``draw_kernel``,
     where ``draws``: not already made in the stats launch's tail), then the
-    ROUNDS ``check_kernel`` launches."""
+    ROUNDS + 1 ``check_kernel`` launches (round 0's two, later rounds')."""
     if draws:
-        launch_with(chunked.draw_kernel, (n, DRAWS),
+        launch_with(chunked.draw_kernel, (n,),
                     (*common, w.part_i, w.part_f, w.draws, w.st, *seeds, out, valid, p_ptr,
                      p_val, t_ptr, t_val), L.draw_kw)
-    for k, (grid, kw) in enumerate(L.check):
+    for k, grid, kw in L.check:
         launch_with(chunked.check_kernel, grid,
                     (*common, w.part_i, w.part_f, w.draws, w.st, w.sums, w.arrived, k, *seeds,
                      out, valid, p_ptr, p_val, t_ptr, t_val), kw)
@@ -589,12 +592,13 @@ def _rejection_rounds(L, w, n, draws, out, valid, common, seeds, p_ptr, p_val, t
 
 def _sample_top_p(L, w, n, out, valid, common, seeds, p_ptr, p_val, t_ptr, t_val):
     """Top-p alone by adaptive rejection (docs/semantics.md section 5): the
-    stats pass, round 0's draws (in its tail up to FUSE_ROWS["draws"]
-    outputs, else ``draw_kernel``); each of ROUNDS ``check_kernel`` launches
-    reads the rows still open once, checks their draws and makes the next
-    round's. 1 + ROUNDS or 2 + ROUNDS launches, no memset (the counters are
-    zero at rest); a row decided in round 0 is read twice. ``out`` and
-    ``valid`` are the outputs' tensors or addresses (``n`` each)."""
+    stats pass, round 0's draw 0 (in its tail up to FUSE_ROWS["draws"]
+    outputs, else ``draw_kernel``); each of ROUNDS + 1 ``check_kernel``
+    launches reads the rows still open once, checks their draws and makes
+    the next ones. 2 + ROUNDS or 3 + ROUNDS launches, no memset (the
+    counters are zero at rest); a row that keeps draw 0 is read twice.
+    ``out`` and ``valid`` are the outputs' tensors or addresses (``n``
+    each)."""
     launch_with(chunked.stats_kernel, L.grid,
                 (*common, t_ptr, t_val, w.part_i, w.part_f, w.draws, w.draws, w.draws, p_ptr,
                  p_val, p_ptr, p_val, w.st, w.arrived, *seeds, out, valid), L.stats_kw)

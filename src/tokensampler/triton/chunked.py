@@ -47,26 +47,31 @@ top-p alone (3 to 2 + HIST_PASSES reads plus one chunk, 2 + HIST_PASSES launches
     the bracket (float rounding, or bounds too loose after the last pass),
     takes the single-program path of kernels.py: bounded, slower, exact.
 
-Top-p alone by adaptive rejection (docs/semantics.md section 5; 2 +
+Top-p alone by adaptive rejection (docs/semantics.md section 5; 3 +
 ROUNDS launches, one fewer up to FUSE_ROWS["draws"] outputs):
-    ``draw_kernel`` makes round 0's DRAWS draws, a program per (output,
-    draw): a chunk by the stats' masses, then one chunk read
-    (``first_draws``); up to FUSE_ROWS["draws"] outputs (none as shipped)
-    the row's last ``stats_kernel(REJECT)`` program makes them instead.
-    Each ``check_kernel`` launch reads the rows still open once and sums,
-    per chunk, the mass before each draw in the order; the row's last
-    program (``decide_round``) takes the first draw whose prefix mass is
-    below ``top_p * W``, or draws the next round from the tokens before the
+    ``draw_kernel`` makes round 0's draw 0, a program per output: a chunk
+    by the stats' masses, then one chunk read (``first_draws``); up to
+    FUSE_ROWS["draws"] outputs (none as shipped) the row's last
+    ``stats_kernel(REJECT)`` program makes it instead. Each ``check_kernel``
+    launch reads the rows still open once and sums, per chunk, the mass
+    before each of its draws in the order. The first sums draw 0's alone,
+    and its row's last program (``decide_first``) keeps it if its prefix
+    mass is below ``top_p * W``, which at least a fraction top_p of rows
+    do; otherwise it makes round 0's other DRAWS - 1 draws. Each later
+    launch checks all DRAWS draws of a round: the row's last program
+    (``decide_round``) takes the first draw whose prefix mass is below
+    ``top_p * W``, or draws the next round from the tokens before the
     earliest draw (their chunk masses are those sums), or after the last
     round runs the race over the kept tokens itself (``final_race``: the
     threshold search, at most 8 passes, then 1 pass and one chunk). A row
-    decided in round 0 is read twice. No threshold is searched for unless
-    every round fails, about ``(1 - p)**4`` of rows per round.
+    that keeps draw 0 is read twice, one decided later in round 0 three
+    times. No threshold is searched for unless every round fails, about
+    ``(1 - p)**4`` of rows per round.
     The rows of a per-request top-k + top-p call (no min-p) whose top-k is
     off are top-p alone too: ``plan_row`` opens them (state 0) instead of
     planning candidates, ``select_row`` leaves them, and ``draw_kernel``
     (gated on the state) and the check rounds follow the joint launches,
-    from the same stats (4 more launches for such calls, whether or not a
+    from the same stats (5 more launches for such calls, whether or not a
     row is open). Without top-p such rows have no filter left, and
     ``select_row`` races them from the stats' chunk masses (one chunk
     read), as it does rows whose top-k holds every positive token. Where
@@ -84,8 +89,8 @@ bound by the number of launches. Top-k and joint fuse ``plan_row`` and
 ``select_row`` only up to ``FUSE_ROWS`` outputs (triton/__init__.py; above,
 the GPU time decides, and the tails cost more than two launches) and above
 that launch ``plan_kernel`` and ``select_kernel`` (4 launches); top-p's
-round-0 draws run in ``draw_kernel`` at every batch (in the stats tail a
-row's last program reads 4 chunks one after another). On ROCm every step is
+round-0 draw 0 runs in ``draw_kernel`` at every batch (the stats tail, where
+it could run, raised that streaming kernel's registers). On ROCm every step is
 a launch of its own (docs/reliability.md, section 5), and so the histogram
 bracket of top-p alone takes 2 + 2 * HIST_PASSES + 2 launches.
 
@@ -320,7 +325,7 @@ def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_p
                 first_draws(j, 0, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
                             st_ptr, seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr,
                             p_ptr, p_val, t_ptr, t_val, HAS_INDICES, FROM_LOGITS, P_ROW, T_ROW,
-                            STREAM_IS_POS, CP2, CHUNK, DRAWS, DRAWS)
+                            STREAM_IS_POS, CP2, CHUNK, DRAWS, 1)
             else:
                 plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, V, C, B, idx_ptr,
                          stride_row, k_ptr, k_val, p_ptr, p_val, t_ptr, t_val, st_ptr,
@@ -483,6 +488,18 @@ def _draw_round(k, q0, x_ptr, row_off, V, C, log_mass, t, last, seed, offset, st
 
 
 @triton.jit
+def _row_log_mass(pf_ptr, j, C, ref, inv_t, FROM_LOGITS: tl.constexpr, CP2: tl.constexpr):
+    """Round 0's log mass per chunk of output j: the stats' chunk masses
+    in the row's scale (the set every token of weight above 0)."""
+    cc = tl.arange(0, CP2)
+    m = cc < C
+    b = (j * C + cc).to(tl.int64)
+    mass = tl.load(pf_ptr + b * NF + 2, mask=m, other=0.0)
+    return tl.where(mass > 0.0, tl.log(mass) + chunk_log_scale(pf_ptr, b, m, ref, inv_t,
+                                                                FROM_LOGITS), float("-inf"))
+
+
+@triton.jit
 def first_draws(j, q0, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr, st_ptr,
                 seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr, p_ptr, p_val, t_ptr,
                 t_val, HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, P_ROW: tl.constexpr,
@@ -492,8 +509,9 @@ def first_draws(j, q0, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draw
     chunks by the stats' masses. The call with ``q0 == 0`` also sets the
     row's state: ``st[j] = 0``, or for an invalid or greedy row its answer
     and ``st[j] = -1``. A row decided in round k ends with ``st[j] = -2 - k``;
-    by the final race, ``-2 - ROUNDS``. Run by the last of the row's
-    ``stats_kernel`` programs (all DRAWS draws), or by ``draw_kernel``."""
+    by the final race, ``-2 - ROUNDS``. Draw 0 is made by the last of the
+    row's ``stats_kernel`` programs or by ``draw_kernel``; draws 1 .. DRAWS - 1
+    only for a row that rejects it, by ``decide_first``."""
     ok, row_off, _k, _p, _m, greedy, inv_t = request(
         j, idx_ptr, B, stride_row, p_ptr, 0, p_ptr, p_val, p_ptr, 0.0, t_ptr, t_val,
         HAS_INDICES, False, False, True, P_ROW, False, False, FROM_LOGITS, T_ROW)
@@ -501,16 +519,11 @@ def first_draws(j, q0, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draw
         pi_ptr, pf_ptr, j, C, inv_t, FROM_LOGITS, CP2)
     ok &= (bad == 0) & (n_pos > 0)
     if ok & ~greedy:
-        cc = tl.arange(0, CP2)
-        m = cc < C
-        b = (j * C + cc).to(tl.int64)
-        mass = tl.load(pf_ptr + b * NF + 2, mask=m, other=0.0)
-        log_mass = tl.where(mass > 0.0, tl.log(mass) + chunk_log_scale(
-            pf_ptr, b, m, ref, inv_t, FROM_LOGITS), float("-inf"))
-        _draw_round(0, q0, x_ptr, row_off, V, C, log_mass, INT_MIN, INT_MAX,
-                    tl.load(seed_ptr + j * seed_step), tl.load(off_ptr + j * off_step),
-                    stream_of(j, STREAM_IS_POS), ref, mul, draws_ptr + j * 2 * DRAWS, FROM_LOGITS,
-                    CP2, CHUNK, DRAWS, NQ)
+        _draw_round(0, q0, x_ptr, row_off, V, C, _row_log_mass(pf_ptr, j, C, ref, inv_t,
+                                                               FROM_LOGITS, CP2),
+                    INT_MIN, INT_MAX, tl.load(seed_ptr + j * seed_step),
+                    tl.load(off_ptr + j * off_step), stream_of(j, STREAM_IS_POS), ref, mul,
+                    draws_ptr + j * 2 * DRAWS, FROM_LOGITS, CP2, CHUNK, DRAWS, NQ)
         if q0 == 0:
             tl.store(st_ptr + j, 0)
     elif q0 == 0:
@@ -525,16 +538,16 @@ def draw_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr, 
                 t_val, HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, P_ROW: tl.constexpr,
                 T_ROW: tl.constexpr, STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr,
                 CHUNK: tl.constexpr, DRAWS: tl.constexpr, GATED: tl.constexpr):
-    """Program (j, q): round 0's draw q of output j (``first_draws``; one
-    chunk read). Above FUSE_ROWS["draws"] outputs the draws run here rather
-    than in the stats launch's tail: the tail raised that streaming kernel's
-    registers (96 against 77) and ran the four races one after another
-    (benchmarks/RESULTS.md, seventh session). GATED (a per-request top-k
-    call, ``plan_row`` with MIXED): only outputs whose state is 0 draw."""
+    """Program j: round 0's draw 0 of output j (``first_draws``; one chunk
+    read). Above FUSE_ROWS["draws"] outputs it runs here rather than in the
+    stats launch's tail: the tail raised that streaming kernel's registers
+    (96 against 77, with the four draws it then made; benchmarks/RESULTS.md,
+    seventh session). GATED (a per-request top-k call, ``plan_row`` with
+    MIXED): only outputs whose state is 0 draw."""
     if GATED:
         if tl.load(st_ptr + tl.program_id(0)) != 0:
             return
-    first_draws(tl.program_id(0), tl.program_id(1), x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr,
+    first_draws(tl.program_id(0), 0, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr,
                 pf_ptr, draws_ptr, st_ptr, seed_ptr, seed_step, off_ptr, off_step, out_ptr,
                 valid_ptr, p_ptr, p_val, t_ptr, t_val, HAS_INDICES, FROM_LOGITS, P_ROW, T_ROW,
                 STREAM_IS_POS, CP2, CHUNK, DRAWS, 1)
@@ -547,12 +560,21 @@ def check_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr,
                  FROM_LOGITS: tl.constexpr, P_ROW: tl.constexpr, T_ROW: tl.constexpr,
                  STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr, CHUNK: tl.constexpr,
                  BLOCK: tl.constexpr, DRAWS: tl.constexpr, ROUNDS: tl.constexpr,
-                 FIRST: tl.constexpr, SPAN: tl.constexpr):
+                 FIRST: tl.constexpr, SPAN: tl.constexpr, NQ: tl.constexpr):
     """Round k of top-p alone, chunks ``c * SPAN .. c * SPAN + SPAN - 1`` of
-    output j: for each of the row's DRAWS draws, the mass (chunk scale) of
+    output j: for each of the row's first NQ draws, the mass (chunk scale) of
     each chunk's tokens before it in the order (docs/semantics.md section 3).
-    One read of the row's chunks; rows decided in an earlier round read
-    nothing. The row's last program to finish then decides (``decide_round``).
+    One read of the row's chunks; rows decided in an earlier launch read
+    nothing. The row's last program to finish then decides (``decide_round``;
+    with NQ = 1, ``decide_first``).
+
+    Round 0 takes two launches: draw 0 alone (NQ = 1), then, for the rows
+    that reject it, all DRAWS draws (NQ = DRAWS; ``decide_first`` makes
+    draws 1 .. DRAWS - 1). The token is the first kept draw either way, so
+    it is the same; but most rows keep draw 0 (a row keeps it with
+    probability at least top_p), and the pass that nearly every row takes
+    sums one mass a token, not DRAWS: it was issue-bound at four
+    (nineteenth session: 34 instructions a token, 44% of DRAM's rate).
 
     Round 0 of top-p alone (FIRST, SPAN = 1): nearly every row is open, so
     the chunk, the draws and their keys are loaded before the row's state
@@ -580,7 +602,7 @@ def check_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr,
             _check_chunk(j, c, k, v, inb, cols, d, dkey, row_off, p, inv_t, x_ptr, V, C,
                          pi_ptr, pf_ptr, draws_ptr, st_ptr, part_ptr, arrived_ptr, seed_ptr,
                          seed_step, off_ptr, off_step, out_ptr, valid_ptr, FROM_LOGITS,
-                         STREAM_IS_POS, CP2, CHUNK, BLOCK, DRAWS, ROUNDS)
+                         STREAM_IS_POS, CP2, CHUNK, BLOCK, DRAWS, ROUNDS, NQ)
     else:
         if tl.load(st_ptr + j) == k:
             ok, row_off, _k, p, _m, greedy, inv_t = request(
@@ -598,7 +620,8 @@ def check_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr,
                     _check_chunk(j, cc, k, v, inb, cols, d, dkey, row_off, p, inv_t, x_ptr, V,
                                  C, pi_ptr, pf_ptr, draws_ptr, st_ptr, part_ptr, arrived_ptr,
                                  seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr,
-                                 FROM_LOGITS, STREAM_IS_POS, CP2, CHUNK, BLOCK, DRAWS, ROUNDS)
+                                 FROM_LOGITS, STREAM_IS_POS, CP2, CHUNK, BLOCK, DRAWS, ROUNDS,
+                                 NQ)
 
 
 @triton.jit
@@ -606,9 +629,11 @@ def _check_chunk(j, c, k, v, inb, cols, draws, draw_keys, row_off, p, inv_t, x_p
                  pi_ptr, pf_ptr, draws_ptr, st_ptr, part_ptr, arrived_ptr, seed_ptr, seed_step,
                  off_ptr, off_step, out_ptr, valid_ptr, FROM_LOGITS: tl.constexpr,
                  STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr, CHUNK: tl.constexpr,
-                 BLOCK: tl.constexpr, DRAWS: tl.constexpr, ROUNDS: tl.constexpr):
+                 BLOCK: tl.constexpr, DRAWS: tl.constexpr, ROUNDS: tl.constexpr,
+                 NQ: tl.constexpr):
     """``check_kernel``'s work on its loaded chunk ``v`` of an open row, given
-    the row's draws and their order keys (DRAWS-vectors)."""
+    the row's draws and their order keys (DRAWS-vectors, the first NQ of
+    them checked)."""
     base = (j * C + c).to(tl.int64)
     # Two instructions a token fewer than the general forms, the same sums
     # (this pass issues ~30 a token and is half issue-bound, nineteenth
@@ -625,7 +650,7 @@ def _check_chunk(j, c, k, v, inb, cols, draws, draw_keys, row_off, p, inv_t, x_p
     # One 1-D sum per draw: a [CHUNK, DRAWS] mask took 179 registers a
     # thread and a third of the occupancy (measured on an H100).
     r = tl.arange(0, DRAWS)
-    for q in tl.static_range(DRAWS):
+    for q in tl.static_range(NQ):
         d = tl.sum(tl.where(r == q, draws, 0))
         dkey = tl.sum(tl.where(r == q, draw_keys, 0))
         if c == d // CHUNK:
@@ -640,9 +665,53 @@ def _check_chunk(j, c, k, v, inb, cols, draws, draw_keys, row_off, p, inv_t, x_p
             mass = tl.sum(tl.where(key > t, w, 0.0))
         tl.store(part_ptr + base * DRAWS + q, mass)
     if arrive(arrived_ptr + j, C):
-        decide_round(j, k, x_ptr, row_off, V, C, pi_ptr, pf_ptr, draws_ptr, st_ptr, part_ptr,
-                     seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr, p, inv_t,
-                     FROM_LOGITS, STREAM_IS_POS, CP2, CHUNK, BLOCK, DRAWS, ROUNDS)
+        if NQ == 1:
+            decide_first(j, x_ptr, row_off, V, C, pi_ptr, pf_ptr, draws_ptr, st_ptr, part_ptr,
+                         seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr, p, inv_t,
+                         FROM_LOGITS, STREAM_IS_POS, CP2, CHUNK, DRAWS)
+        else:
+            decide_round(j, k, x_ptr, row_off, V, C, pi_ptr, pf_ptr, draws_ptr, st_ptr,
+                         part_ptr, seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr,
+                         p, inv_t, FROM_LOGITS, STREAM_IS_POS, CP2, CHUNK, BLOCK, DRAWS, ROUNDS)
+
+
+@triton.jit
+def _kept(part_ptr, b, m, fac, q, d, amax, p, total, DRAWS: tl.constexpr):
+    """Whether draw q (token d) of a row is kept: the mass of the tokens
+    before it, in the row's scale, is below ``top_p`` of the row's total, or
+    it is the first token of the order. Both of round 0's deciders use it, so
+    they sum the same numbers in the same order and agree on every draw."""
+    before = tl.sum(tl.load(part_ptr + b * DRAWS + q, mask=m, other=0.0) * fac)
+    return (before < p * total) | (d == amax) | (p >= 1.0)
+
+
+@triton.jit
+def decide_first(j, x_ptr, row_off, V, C, pi_ptr, pf_ptr, draws_ptr, st_ptr, part_ptr,
+                 seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr, p, inv_t,
+                 FROM_LOGITS: tl.constexpr, STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr,
+                 CHUNK: tl.constexpr, DRAWS: tl.constexpr):
+    """Output j after draw 0 of round 0 was checked: if kept, it is the token
+    (the first kept draw; ``st[j] = -2``). If not, the row makes round 0's
+    draws 1 .. DRAWS - 1 here (DRAWS - 1 chunk reads), as ``first_draws``
+    would have, and stays open (``st[j] = 0``) for the launch that checks all
+    DRAWS draws and decides as ``decide_round``."""
+    bad, kmax, kmin, amax, n_pos, n_max, vmax, ref, mul, total = combine_stats(
+        pi_ptr, pf_ptr, j, C, inv_t, FROM_LOGITS, CP2)
+    cc = tl.arange(0, CP2)
+    m = cc < C
+    b = (j * C + cc).to(tl.int64)
+    fac = _to_row_scale(pf_ptr, b, m, ref, mul, inv_t, FROM_LOGITS)
+    d = tl.load(draws_ptr + j * 2 * DRAWS)
+    if _kept(part_ptr, b, m, fac, 0, d, amax, p, total, DRAWS):
+        tl.store(out_ptr + j, d)
+        tl.store(valid_ptr + j, True)   # a decided row is valid
+        tl.store(st_ptr + j, -2)
+    else:
+        _draw_round(0, 1, x_ptr, row_off, V, C, _row_log_mass(pf_ptr, j, C, ref, inv_t,
+                                                              FROM_LOGITS, CP2),
+                    INT_MIN, INT_MAX, tl.load(seed_ptr + j * seed_step),
+                    tl.load(off_ptr + j * off_step), stream_of(j, STREAM_IS_POS), ref, mul,
+                    draws_ptr + j * 2 * DRAWS, FROM_LOGITS, CP2, CHUNK, DRAWS, DRAWS - 1)
 
 
 @triton.jit
@@ -666,10 +735,11 @@ def decide_round(j, k, x_ptr, row_off, V, C, pi_ptr, pf_ptr, draws_ptr, st_ptr, 
     b = (j * C + cc).to(tl.int64)
     fac = _to_row_scale(pf_ptr, b, m, ref, mul, inv_t, FROM_LOGITS)
     part = tl.load(part_ptr + b[:, None] * DRAWS + r[None, :], mask=m[:, None], other=0.0)
-    before = tl.sum(part * fac[:, None], axis=0)
-    kept = (before < p * total) | (d == amax)
-    kept = kept | (r * 0 + (p >= 1.0).to(tl.int32) > 0)
-    first = tl.min(tl.where(kept, r, DRAWS))
+    first = tl.full([], DRAWS, tl.int32)
+    for q in tl.static_range(DRAWS):
+        dq = tl.sum(tl.where(r == q, d, 0))
+        kept = _kept(part_ptr, b, m, fac, q, dq, amax, p, total, DRAWS)
+        first = tl.where((first == DRAWS) & kept, q, first)
     seed = tl.load(seed_ptr + j * seed_step)
     offset = tl.load(off_ptr + j * off_step)
     stream = stream_of(j, STREAM_IS_POS)
