@@ -17,14 +17,13 @@
 # now, and a four-GPU kind gives each GPU three or four. A two-GPU kind puts
 # all eleven on GPU 1: they finished in 140-370 s (H200, eighteenth
 # session), but at TOTAL=580 left compute-sanitizer no time. Use four where
-# offered. With several GPUs compute-sanitizer is two of the jobs (memcheck
-# and racecheck, each after a plain run of the same script fills Triton's
-# cache); with one GPU they run last.
+# offered. With several GPUs compute-sanitizer is one of the jobs (after a
+# plain run of the same script fills Triton's cache); with one it runs last.
 # On two GPUs the twelve jobs on GPU 1 did not finish at LIMIT=430 (large_b,
 # direct, rest, three campaign parts and the sanitizers cut off, nineteenth
 # session): there, split the jobs over two calls with JOBS. Job names:
 # large_a large_b direct rest ops warmup agr camp_probs camp_top_k
-# camp_kp_joint camp_logits_kp memcheck racecheck devices (an unknown name stops the
+# camp_kp_joint camp_logits_kp sanitize devices (an unknown name stops the
 # script before anything runs). The profile and EXTRA always run.
 # PREWARM=1 first compiles the variants the jobs share, in threads
 # (tokensampler.warmup at V=32000 and 128256 for each dtype, bounded by
@@ -54,7 +53,7 @@ left() {
     echo $(( l > 1 ? l : 1 ))
 }
 mkdir -p "$OUT"
-NAMES="large_a large_b direct rest ops warmup agr camp_probs camp_top_k camp_kp_joint camp_logits_kp memcheck racecheck devices"
+NAMES="large_a large_b direct rest ops warmup agr camp_probs camp_top_k camp_kp_joint camp_logits_kp sanitize devices"
 for name in ${JOBS:-}; do
     [[ " $NAMES " == *" $name "* ]] || { echo "JOBS: unknown job '$name'; expected some of: $NAMES" >&2; exit 2; }
 done
@@ -74,22 +73,31 @@ print(len(report), 'calls')" > "$W/prewarm.txt" 2>&1
     echo "prewarm: exit $?, $(( SECONDS - start )) s" >> "$W/prewarm.txt"
 fi
 sanitize() {
-    # sanitize memcheck|racecheck: every op through the kernels at V=5000 (two
-    # chunks of every path; memcheck with top-p's draws in their own launch,
-    # racecheck with them in the stats tail): no invalid access, no
-    # shared-memory hazard (docs/reliability.md section 5). A plain run of
-    # the same form first compiles its variants into Triton's disk cache, so
-    # the sanitizer's time goes to running, not to compiling under it (a
-    # fresh machine's compile kept memcheck past 145 s, eighteenth session).
-    # Two jobs, not one chain: the four steps in one job ran past 450 s beside
-    # eleven others on a four-GPU host (twentieth session; nineteenth: done).
-    local form=$([ "$1" = memcheck ] && echo --split)
-    local extra=$([ "$1" = memcheck ] && echo "--error-exitcode 7" || echo "--print-limit 100")
-    python3 tests/sanitize_ops.py 5000 --fp32 $form || echo "sanitize_ops.py failed without a sanitizer"
+    # Every op through the kernels at V=5000 (two chunks of every path;
+    # memcheck with top-p's draws in their own launch, racecheck with them in
+    # the stats tail): no invalid access, no shared-memory hazard
+    # (docs/reliability.md section 5). A plain run of each form first
+    # compiles its variants into Triton's disk cache, so the sanitizers' time
+    # goes to running, not to compiling under them (a fresh machine's compile
+    # kept memcheck past 145 s, eighteenth session). The two forms share all
+    # but one variant: the first plain run compiles them, then memcheck runs
+    # beside the other form's plain run and racecheck. (One chain of the four
+    # ran past 450 s beside eleven other jobs on a four-GPU host, and two
+    # jobs that each compiled every variant did too: twentieth session.)
+    python3 tests/sanitize_ops.py 5000 --fp32 --split || echo "sanitize_ops.py --split failed without a sanitizer"
     echo "plain run done at $SECONDS s"
-    compute-sanitizer --tool "$1" $extra python3 tests/sanitize_ops.py 5000 --fp32 $form
-    echo "$1 done at $SECONDS s"
+    {
+        python3 tests/sanitize_ops.py 5000 --fp32 || echo "sanitize_ops.py failed without a sanitizer"
+        compute-sanitizer --tool racecheck --print-limit 100 python3 tests/sanitize_ops.py 5000 --fp32 \
+            > "$W/racecheck.txt" 2>&1
+        echo "racecheck done at $SECONDS s"
+    } &
+    compute-sanitizer --tool memcheck --error-exitcode 7 python3 tests/sanitize_ops.py 5000 --fp32 --split \
+        > "$W/memcheck.txt" 2>&1
+    echo "memcheck done at $SECONDS s"
+    wait
 }
+SANITIZE=(bash -c "$(declare -f sanitize); W=$W; sanitize")   # as a command of its own
 job=0
 check() {
     # check NAME COMMAND...: one correctness job in the background, bounded by
@@ -133,9 +141,7 @@ ON_ZERO=$([ "$GPUS" -gt 1 ] && echo "and not ($SERIAL)")
     # others, rather than the last step on GPU 0 (where TOTAL left them no
     # time, eighteenth session); with one GPU they run at the end.
     if [ -z "${SKIP_SANITIZE:-}" ] && [ "$GPUS" -gt 1 ]; then
-        for tool in memcheck racecheck; do
-            check $tool bash -c "$(declare -f sanitize); sanitize $tool"
-        done
+        check sanitize "${SANITIZE[@]}"
     fi
     wait
 ) &
@@ -173,12 +179,9 @@ if [ -n "${BENCH:-}" ]; then
     timeout -s TERM "$(left "${BENCH_LIMIT:-400}")" python3 benchmarks/bench.py --out "$W/bench" $BENCH \
         > "$W/bench.txt" 2>&1
 fi
-if [ -z "${SKIP_SANITIZE:-}" ] && [ "$GPUS" -le 1 ]; then
-    for tool in memcheck racecheck; do
-        wanted $tool || continue
-        timeout -s TERM "$(left)" bash -c "$(declare -f sanitize); sanitize $tool" > "$W/$tool.txt" 2>&1
-        echo "exit $?" >> "$W/$tool.txt"
-    done
+if [ -z "${SKIP_SANITIZE:-}" ] && [ "$GPUS" -le 1 ] && wanted sanitize; then
+    timeout -s TERM "$(left)" "${SANITIZE[@]}" > "$W/sanitize.txt" 2>&1
+    echo "exit $?" >> "$W/sanitize.txt"
 fi
 if [ "$GPUS" -gt 1 ]; then wait "$checks"; fi
 {
@@ -207,14 +210,16 @@ for f in sorted(glob.glob('$W/campaign_*.json')):
     print(','.join(d['by_sampler']), d['total'], 'stopped:', d.get('stopped'),
           ('NOT FINISHED (cut off): ' + ','.join(cut)) if cut else '')
 " 2>&1
-    for name in memcheck racecheck; do
+    if [ -f "$W/sanitize.txt" ]; then
         # A sanitizer cut off by its time bound leaves no summary line: say so.
-        [ -f "$W/$name.txt" ] || continue
-        echo "== $name ($(grep "^exit " "$W/$name.txt" | tail -1))"
-        grep -E "failed|done at" "$W/$name.txt" | head -5
-        if grep -q "SUMMARY" "$W/$name.txt"; then grep "SUMMARY" "$W/$name.txt"
-        else echo "NOT FINISHED (no summary; cut off or never started)"; fi
-    done
+        echo "== sanitize ($(grep "^exit " "$W/sanitize.txt" | tail -1))"
+        grep -E "failed|Error|error|done at" "$W/sanitize.txt" | head -8
+        for name in memcheck racecheck; do
+            echo "== $name"
+            if grep -q "SUMMARY" "$W/$name.txt" 2>/dev/null; then tail -3 "$W/$name.txt"
+            else echo "NOT FINISHED (no summary; cut off or never started)"; fi
+        done
+    fi
     echo "== job exits (124: cut off by the time bound)"
     grep -H "^exit " "$W"/*.txt 2>/dev/null | sed "s|$W/||"
     for f in "$W"/extra*.txt; do

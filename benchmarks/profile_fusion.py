@@ -13,7 +13,8 @@ numbers compare.
 * top-k 50 (probs) and joint top-k 50 + top-p 0.9 (logits): ``plan`` and
   ``select`` fused or separate (4 configurations);
 * top-p 0.9 alone (probs): round 0's ``draws`` in the stats launch's tail or
-  in ``draw_kernel``.
+  in ``draw_kernel``; and (probs and logits) round 0's four draws checked in
+  one launch or draw 0 alone first (``round0``).
 
 The histogram steps (``narrow``) serve only ROCm's top-p path, where no step
 fuses. Ninth session's reading (benchmarks/RESULTS.md): top-k 50 at B=256 on
@@ -57,7 +58,13 @@ def configurations():
             label = "+".join(s for s, f in (("plan", plan), ("select", select)) if f) or "split"
             yield op, {"plan": ON if plan else OFF, "select": ON if select else OFF}, label
     for tail in (True, False):
-        yield "top_p_0.9", {"draws": ON if tail else OFF}, "draws in tail" if tail else "draw_kernel"
+        yield ("top_p_0.9", {"draws": ON if tail else OFF, "round0": ON},
+               "draws in tail" if tail else "draw_kernel")
+    # Round 0's four draws checked in one launch, or draw 0 alone first
+    # (FUSE_ROWS["round0"]: the batch where the second wins is its threshold).
+    yield "top_p_0.9", {"draws": OFF, "round0": OFF}, "draw 0 first"
+    yield "top_p_0.9_logits", {"draws": OFF, "round0": ON}, "four at once"
+    yield "top_p_0.9_logits", {"draws": OFF, "round0": OFF}, "draw 0 first"
 
 
 def main():
@@ -76,7 +83,9 @@ def main():
                "joint_logits": lambda: ts.top_k_top_p_sampling_from_logits(
                    logits, 50, 0.9, seed=seed, offset=seed),
                "top_p_0.9": lambda: ts.top_p_sampling_from_probs(probs, 0.9, seed=seed,
-                                                                  offset=seed)}
+                                                                  offset=seed),
+               "top_p_0.9_logits": lambda: ts.top_k_top_p_sampling_from_logits(
+                   logits, None, 0.9, seed=seed, offset=seed)}
         try:
             for op, rows, label in configurations():
                 tt.FUSE_ROWS = {**saved, **rows}
@@ -85,7 +94,7 @@ def main():
                 per = kernel_times(fn)
                 parts = ", ".join(f"{k} {v:.0f}"
                                   for k, v in sorted(per.items(), key=lambda kv: -kv[1]))
-                print(f"B={batch:5d} {op:13s} {label:14s} eager {us:7.1f} us | "
+                print(f"B={batch:5d} {op:16s} {label:14s} eager {us:7.1f} us | "
                       f"GPU {sum(per.values()):7.1f}: {parts}", flush=True)
         finally:
             tt.FUSE_ROWS = saved

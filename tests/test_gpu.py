@@ -147,7 +147,8 @@ def test_offsets_beyond_int32():
 def test_fused_and_separate_steps_agree_bitwise(monkeypatch):
     """Top-p alone draws by chunk-parallel rejection where per-row steps fuse
     (CUDA; round 0's draws in the stats tail up to FUSE_ROWS["draws"] outputs,
-    in a launch of their own above) and through the histogram bracket and
+    in a launch of their own above; draw 0 checked alone first above
+    FUSE_ROWS["round0"]) and through the histogram bracket and
     the single-program rejection where they do not (ROCm); joint top-k + top-p fuses its steps
     or launches them separately. Each pair must give every row the same
     token, on a GPU where the fused form's programs arrive in any order."""
@@ -163,11 +164,14 @@ def test_fused_and_separate_steps_agree_bitwise(monkeypatch):
                                                          return_valid=True, **seeds))
     for call in calls:
         results = []
-        # Round 0's draws in their own launch, in the stats
-        # tail, and the path without fused steps.
-        for fuse, draws in ((True, 0), (True, 1 << 30), (False, 0), (True, 0)):
+        # Round 0's draws in their own launch, in the stats tail, draw 0
+        # checked alone first (as above FUSE_ROWS["round0"] outputs), and
+        # the path without fused steps.
+        for fuse, draws, round0 in ((True, 0, 1 << 30), (True, 1 << 30, 1 << 30), (True, 0, 0),
+                                    (False, 0, 0), (True, 0, 1 << 30)):
             monkeypatch.setattr(tt, "_FUSE_OK", fuse)
-            monkeypatch.setattr(tt, "FUSE_ROWS", {**tt.FUSE_ROWS, "draws": draws})
+            monkeypatch.setattr(tt, "FUSE_ROWS", {**tt.FUSE_ROWS, "draws": draws,
+                                                  "round0": round0})
             results.append(call())
         for got in results[1:]:
             for a, b in zip(got, results[0]):

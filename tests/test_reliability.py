@@ -213,7 +213,8 @@ def test_warmup_runs_the_kernels(monkeypatch):
     Each form is its own compiled variant, so a server warmed at batch 2
     alone compiled at its first larger request."""
     import tokensampler.triton as tt
-    monkeypatch.setattr(tt, "FUSE_ROWS", {"plan": 2, "narrow": 2, "select": 2, "draws": 0})
+    monkeypatch.setattr(tt, "FUSE_ROWS", {"plan": 2, "narrow": 2, "select": 2, "draws": 0,
+                                          "round0": 2})
     launched = []
     real = tt.launch_with
     monkeypatch.setattr(tt, "launch_with", lambda kernel, grid, a, kw: (

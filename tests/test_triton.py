@@ -341,14 +341,16 @@ def test_histogram_bracket_counts_are_upper_bounds(monkeypatch):
     assert max(ws.count.tolist()) <= ws.cap
 
 
-@pytest.mark.parametrize("vocab, form", [(64, "tail"), (64, "split"), (9000, "split"),
-                                         (64, "single")])
+@pytest.mark.parametrize("vocab, form", [(64, "tail"), (64, "split"), (64, "lazy"),
+                                         (9000, "lazy"), (64, "single")])
 def test_top_p_rejection_rounds_match_reference(vocab, form, monkeypatch):
     """Top-p alone by adaptive rejection: rows whose kept set is tokens 0
     and 1 of a nearly flat row (kept mass 3/65 or 3/9001), so that later
     rounds and the final race decide many of them, and ordinary rows decided
     in round 0; every token matches. Chunk-parallel with round 0's draws in
-    the stats launch's tail or in their own launch (every stage taken), and
+    the stats launch's tail or in their own launch (every stage taken),
+    with draw 0 checked alone first ("lazy", as above FUSE_ROWS["round0"]
+    outputs; rows that reject it check all four in a second launch), and
     the single-program ``reject_row`` that ROCm's rows take. Rounds after
     the first read 2 chunks a program here, so a 3-chunk row has a program
     with a full span and one with a partial span. The tail over several
@@ -358,7 +360,8 @@ def test_top_p_rejection_rounds_match_reference(vocab, form, monkeypatch):
     seen = []
     monkeypatch.setattr(tt, "inspect", seen.append)
     draws = (1 << 30) if form == "tail" else 0
-    monkeypatch.setattr(tt, "FUSE_ROWS", {**tt.FUSE_ROWS, "draws": draws})
+    round0 = 0 if form == "lazy" else 1 << 30
+    monkeypatch.setattr(tt, "FUSE_ROWS", {**tt.FUSE_ROWS, "draws": draws, "round0": round0})
     monkeypatch.setattr(tt, "_FUSE_OK", form != "single")
     monkeypatch.setattr(tt, "CHECK_SPAN", 2)
     batch = 48 if vocab < 4096 else 24    # the interpreter races 9000-token rows slowly
@@ -417,9 +420,10 @@ def test_rows_with_top_k_off_in_a_per_request_call_draw_by_rejection(monkeypatch
     peaked ones at p in {0.3, 0.5, 0.9} (round 0) and 1 (plain: select_row
     races it), and rows with top-k on beside them: from probs (top-k first)
     with plan and select fused into their launches and round 0 a program a
-    chunk, then from logits (joint) with plan and select launches of their
-    own and round 0 a program a row (one test, not two: each call takes 30 s
-    under the interpreter). Every token and flag is the reference's; each
+    chunk, its four draws checked at once, then from logits (joint) with
+    plan and select launches of their own, round 0 a program a row and draw
+    0 checked alone first (one test, not two: each call takes 30 s under
+    the interpreter). Every token and flag is the reference's; each
     row's state says which path decided it; the counters end at zero."""
     import tokensampler.triton as tt
     from tokensampler.triton import workspace
@@ -441,7 +445,8 @@ def test_rows_with_top_k_off_in_a_per_request_call_draw_by_rejection(monkeypatch
     stages = set()
     for split, call in enumerate(calls):
         if split:   # (and round 0 over both chunks in one program)
-            monkeypatch.setattr(tt, "FUSE_ROWS", {**tt.FUSE_ROWS, "plan": 0, "select": 0})
+            monkeypatch.setattr(tt, "FUSE_ROWS", {**tt.FUSE_ROWS, "plan": 0, "select": 0,
+                                                  "round0": 0})
             monkeypatch.setattr(tt, "GATED_SPAN", 2)
         ref = call(seed=seeds, return_valid=True, backend="reference")
         got = call(seed=seeds, return_valid=True, backend="triton")
@@ -744,17 +749,19 @@ def test_counters_are_zero_at_rest(monkeypatch):
     row's last program resets its arrival counter; narrow_row resets the
     histogram bins it read), so no call zeroes them first (workspace.py).
     After every call, through each launch form (per-row steps fused or
-    launches of their own, top-p's draws in the stats tail, the histogram
-    bracket of ROCm), each buffer's counters are all zero, and the next call
+    launches of their own, top-p's draws in the stats tail or draw 0 checked
+    alone first, the histogram bracket of ROCm), each buffer's counters are all zero, and the next call
     on the same views draws the reference's tokens."""
     import tokensampler.triton as tt
     from tokensampler.triton import workspace
     vocab, batch = 4096 + 5, 3                 # two chunks; the bracket needs V > 4096
     logits, probs = make_inputs(batch, vocab, seed=21)
-    split = {"plan": 0, "narrow": 0, "select": 0, "draws": 64}
+    split = {"plan": 0, "narrow": 0, "select": 0, "draws": 64, "round0": 1 << 30}
+    draw0_first = {**split, "draws": 0, "round0": 0}
     # (Where steps do not fuse, top-k's launches arrive nowhere: top-p only.)
     forms = (((True, tt.FUSE_ROWS), ("top_p", "top_k", "logits_kp"), (1, 2)),
-             ((True, split), ("top_p", "top_k"), (1,)), ((False, tt.FUSE_ROWS), ("top_p",), (1,)))
+             ((True, split), ("top_p", "top_k"), (1,)), ((True, draw0_first), ("top_p",), (1, 2)),
+             ((False, tt.FUSE_ROWS), ("top_p",), (1,)))
     for (fuse_ok, rows), names, seeds in forms:
         monkeypatch.setattr(tt, "_FUSE_OK", fuse_ok)
         monkeypatch.setattr(tt, "FUSE_ROWS", rows)
@@ -1231,7 +1238,8 @@ def test_warmup_compile_pass_records_launches_and_compiles_each_variant_once(mon
     assert all(t is not threading.main_thread() for *_, t in warmed)
     launcher.launch(kernel, (2,), x, 5, 1.0, A=1)
     assert log[-1][0] == "triton"                # outside the pass, launches launch
-    monkeypatch.setattr(tt, "FUSE_ROWS", {"plan": 2, "narrow": 2, "select": 2, "draws": 0})
+    monkeypatch.setattr(tt, "FUSE_ROWS", {"plan": 2, "narrow": 2, "select": 2, "draws": 0,
+                                          "round0": 2})
     probs = torch.softmax(torch.randn(3, 40), 1).to(DEVICE)
     names = []
     monkeypatch.setattr(launcher, "compile_all",
@@ -1250,7 +1258,8 @@ def test_launch_variants_do_not_depend_on_the_batch(fuse_ok, monkeypatch):
     alignments at every batch. (Launches recorded, not made: no kernel runs.)"""
     import tokensampler.triton as tt
     from tokensampler.triton import launcher
-    monkeypatch.setattr(tt, "FUSE_ROWS", {"plan": 2, "narrow": 2, "select": 2, "draws": 2})
+    monkeypatch.setattr(tt, "FUSE_ROWS", {"plan": 2, "narrow": 2, "select": 2, "draws": 2,
+                                          "round0": 2})
     monkeypatch.setattr(tt, "_FUSE_OK", fuse_ok)
     calls = {"top_k": lambda x, lg: ts.top_k_sampling_from_probs(x, 5, seed=1, backend="triton"),
              "joint_logits": lambda x, lg: ts.top_k_top_p_sampling_from_logits(

@@ -44,10 +44,17 @@ HIST_BINS = 256    # bins per histogram pass (128 and 256 measured alike; 512 sl
 # last program read 4 chunks one after another), so "draws" never fuses;
 # top-k 50 fused took 142 µs at B=256 against 95 split (ninth session), so
 # plan and select fuse only up to 64 outputs, where the host still decides.
-FUSE_ROWS = {"plan": 64, "narrow": 32, "select": 64, "draws": 0}
+FUSE_ROWS = {"plan": 64, "narrow": 32, "select": 64, "draws": 0, "round0": 384}
 # "draws": top-p by rejection makes round 0's draws in the stats launch's
 # tail up to this many outputs, and in a launch of their own, a program per
 # (output, draw), above.
+# "round0": top-p by rejection checks round 0's draws in one launch up to
+# this many outputs; above, draw 0 alone first, and the others only for the
+# rows that reject it (chunked.check_kernel). Measured on an H200 at
+# V=128256, top-p 0.9, N(0,1) (twentieth session): at B=1024 one launch for
+# all took 533 µs, draw 0 first 443; at B=256, 146 against 160 (the rows
+# that reject draw 0 take a latency-bound launch of their own). 384 lies
+# between, where a line through the two points crosses; not measured there.
 # A fused step relies on every store of a row's programs being visible to the
 # last one after its arrival atomic. Compiled for sm_90 that holds (a barrier,
 # then one thread's fence and atomic, which also empties the SM's L1). The
@@ -481,6 +488,8 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
     L.top_p_alone = top_p is not None and top_k is None and min_p is None and fuse_ok
     if L.top_p_alone:
         L.fused_draws = n <= fuse_rows["draws"]
+        # (The stats tail makes all four draws: draw 0 first is for larger batches.)
+        L.draw0_first = n > fuse_rows["round0"] and not L.fused_draws
         # As plain sampling's stats launch (_plain_stats_options). Both forms
         # (draws in the tail or not) must use the same warps: the chunk
         # masses' summation order, and so the draws, depend on it.
@@ -497,6 +506,7 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
     # session), against FlashInfer's 0.24.
     L.mixed = fuse_ok and L.k_row and top_p is not None and min_p is None
     if L.mixed:
+        L.draw0_first = n > fuse_rows["round0"]
         _rejection_kw(L, n, vocab, chunk, cp2, warps, device, True, gated_span, check_span,
                       stream, flags)
     L.filtered = filtered = top_k is not None or top_p is not None
@@ -556,32 +566,33 @@ def _rejection_kw(L, n, vocab, chunk, cp2, warps, device, gated, first_span, che
     """The launches of top-p by rejection after the stats (``L.draw_kw``,
     ``L.check``: round, grid and options of each check launch), for top-p
     alone and for the outputs of a per-request top-k call whose top-k is off
-    (``gated``). Round 0 is two launches: draw 0 alone, reading
-    ``first_span`` chunks a program, then all DRAWS draws of the rows that
-    rejected it (``check_kernel``'s docstring says why); later rounds read
-    ``check_span`` chunks a program."""
+    (``gated``). Round 0 reads ``first_span`` chunks a program, later rounds
+    ``check_span``. With ``L.draw0_first`` round 0 checks draw 0 alone first, then
+    all DRAWS draws of the rows that rejected it, reading ``check_span``
+    chunks a program (``check_kernel``'s docstring says why)."""
     L.draw_kw = dict(P_ROW=L.p_row, CP2=cp2, CHUNK=chunk, DRAWS=DRAWS, GATED=gated,
                      num_warps=_warps(min(chunk, 1024)), **stream, **flags)
     # Four programs an SM: the decision tail (rare past round 0) spills.
     regs = _reg_cap(device, 4, warps)
     L.check = []
-    for k, nq in [(0, 1)] + [(k, DRAWS) for k in range(ROUNDS)]:
-        span = first_span if nq == 1 else check_span
-        # Draw 0's launch loads its chunk before the row's state, as nearly
+    launches = [(0, 1)] * L.draw0_first + [(k, DRAWS) for k in range(ROUNDS)]
+    for i, (k, nq) in enumerate(launches):
+        span = first_span if i == 0 else check_span
+        # The first launch loads its chunk before the row's state, as nearly
         # every row is open; gated, most may be closed, and their chunks
         # would be read for nothing.
         L.check.append((k, (n, -(-L.n_chunks // span)), dict(
             P_ROW=L.p_row, CP2=cp2, CHUNK=chunk, BLOCK=_block(vocab), DRAWS=DRAWS,
-            ROUNDS=ROUNDS, FIRST=nq == 1 and not gated, SPAN=span, NQ=nq, num_warps=warps,
+            ROUNDS=ROUNDS, FIRST=i == 0 and not gated, SPAN=span, NQ=nq, num_warps=warps,
             **stream, **flags, **regs)))
 
 
 def _rejection_rounds(L, w, n, draws, out, valid, common, seeds, p_ptr, p_val, t_ptr, t_val):
-    """Top-p by rejection after the stats: round 0's draw 0 (``draw_kernel``,
-    where ``draws``: not already made in the stats launch's tail), then the
-    ROUNDS + 1 ``check_kernel`` launches (round 0's two, later rounds')."""
+    """Top-p by rejection after the stats: round 0's draws (``draw_kernel``,
+    where ``draws``: not already made in the stats launch's tail; draw 0
+    alone with ``L.draw0_first``), then the ``check_kernel`` launches."""
     if draws:
-        launch_with(chunked.draw_kernel, (n,),
+        launch_with(chunked.draw_kernel, (n, 1 if L.draw0_first else DRAWS),
                     (*common, w.part_i, w.part_f, w.draws, w.st, *seeds, out, valid, p_ptr,
                      p_val, t_ptr, t_val), L.draw_kw)
     for k, grid, kw in L.check:
@@ -592,13 +603,14 @@ def _rejection_rounds(L, w, n, draws, out, valid, common, seeds, p_ptr, p_val, t
 
 def _sample_top_p(L, w, n, out, valid, common, seeds, p_ptr, p_val, t_ptr, t_val):
     """Top-p alone by adaptive rejection (docs/semantics.md section 5): the
-    stats pass, round 0's draw 0 (in its tail up to FUSE_ROWS["draws"]
-    outputs, else ``draw_kernel``); each of ROUNDS + 1 ``check_kernel``
-    launches reads the rows still open once, checks their draws and makes
-    the next ones. 2 + ROUNDS or 3 + ROUNDS launches, no memset (the
-    counters are zero at rest); a row that keeps draw 0 is read twice.
-    ``out`` and ``valid`` are the outputs' tensors or addresses (``n``
-    each)."""
+    stats pass, round 0's draws (in its tail up to FUSE_ROWS["draws"]
+    outputs, else ``draw_kernel``); each ``check_kernel`` launch reads the
+    rows still open once, checks their draws and makes the next ones
+    (ROUNDS launches, one more where round 0 checks draw 0 first: above
+    FUSE_ROWS["round0"] outputs). 1 + ROUNDS to 3 + ROUNDS launches, no
+    memset (the counters are zero at rest); a row decided in round 0 is
+    read twice (three times if it rejects a lone draw 0). ``out`` and
+    ``valid`` are the outputs' tensors or addresses (``n`` each)."""
     launch_with(chunked.stats_kernel, L.grid,
                 (*common, t_ptr, t_val, w.part_i, w.part_f, w.draws, w.draws, w.draws, p_ptr,
                  p_val, p_ptr, p_val, w.st, w.arrived, *seeds, out, valid), L.stats_kw)

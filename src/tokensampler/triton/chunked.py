@@ -47,32 +47,35 @@ top-p alone (3 to 2 + HIST_PASSES reads plus one chunk, 2 + HIST_PASSES launches
     the bracket (float rounding, or bounds too loose after the last pass),
     takes the single-program path of kernels.py: bounded, slower, exact.
 
-Top-p alone by adaptive rejection (docs/semantics.md section 5; 3 +
-ROUNDS launches, one fewer up to FUSE_ROWS["draws"] outputs):
-    ``draw_kernel`` makes round 0's draw 0, a program per output: a chunk
-    by the stats' masses, then one chunk read (``first_draws``); up to
-    FUSE_ROWS["draws"] outputs (none as shipped) the row's last
-    ``stats_kernel(REJECT)`` program makes it instead. Each ``check_kernel``
-    launch reads the rows still open once and sums, per chunk, the mass
-    before each of its draws in the order. The first sums draw 0's alone,
-    and its row's last program (``decide_first``) keeps it if its prefix
-    mass is below ``top_p * W``, which at least a fraction top_p of rows
-    do; otherwise it makes round 0's other DRAWS - 1 draws. Each later
-    launch checks all DRAWS draws of a round: the row's last program
+Top-p alone by adaptive rejection (docs/semantics.md section 5; 2 +
+ROUNDS launches, one fewer up to FUSE_ROWS["draws"] outputs, one more above
+FUSE_ROWS["round0"]):
+    ``draw_kernel`` makes round 0's DRAWS draws, a program per (output,
+    draw): a chunk by the stats' masses, then one chunk read
+    (``first_draws``); up to FUSE_ROWS["draws"] outputs (none as shipped)
+    the row's last ``stats_kernel(REJECT)`` program makes them instead.
+    Each ``check_kernel`` launch reads the rows still open once and sums,
+    per chunk, the mass before each of its draws in the order. Above
+    FUSE_ROWS["round0"] outputs ``draw_kernel`` makes draw 0 alone and the
+    first check sums its masses alone; its row's last program
+    (``decide_first``) keeps it if its prefix mass is below ``top_p * W``,
+    which at least a fraction top_p of rows do, and otherwise makes round
+    0's other DRAWS - 1 draws. Each other launch checks all DRAWS draws of
+    a round: the row's last program
     (``decide_round``) takes the first draw whose prefix mass is below
     ``top_p * W``, or draws the next round from the tokens before the
     earliest draw (their chunk masses are those sums), or after the last
     round runs the race over the kept tokens itself (``final_race``: the
     threshold search, at most 8 passes, then 1 pass and one chunk). A row
-    that keeps draw 0 is read twice, one decided later in round 0 three
-    times. No threshold is searched for unless every round fails, about
+    decided in round 0 is read twice (three times if it rejects a lone draw
+    0). No threshold is searched for unless every round fails, about
     ``(1 - p)**4`` of rows per round.
     The rows of a per-request top-k + top-p call (no min-p) whose top-k is
     off are top-p alone too: ``plan_row`` opens them (state 0) instead of
     planning candidates, ``select_row`` leaves them, and ``draw_kernel``
     (gated on the state) and the check rounds follow the joint launches,
-    from the same stats (5 more launches for such calls, whether or not a
-    row is open). Without top-p such rows have no filter left, and
+    from the same stats (4 or 5 more launches for such calls, whether or
+    not a row is open). Without top-p such rows have no filter left, and
     ``select_row`` races them from the stats' chunk masses (one chunk
     read), as it does rows whose top-k holds every positive token. Where
     steps do not fuse (ROCm), top-p alone goes through the histogram
@@ -89,8 +92,8 @@ bound by the number of launches. Top-k and joint fuse ``plan_row`` and
 ``select_row`` only up to ``FUSE_ROWS`` outputs (triton/__init__.py; above,
 the GPU time decides, and the tails cost more than two launches) and above
 that launch ``plan_kernel`` and ``select_kernel`` (4 launches); top-p's
-round-0 draw 0 runs in ``draw_kernel`` at every batch (the stats tail, where
-it could run, raised that streaming kernel's registers). On ROCm every step is
+round-0 draws run in ``draw_kernel`` at every batch (in the stats tail a
+row's last program reads 4 chunks one after another). On ROCm every step is
 a launch of its own (docs/reliability.md, section 5), and so the histogram
 bracket of top-p alone takes 2 + 2 * HIST_PASSES + 2 launches.
 
@@ -325,7 +328,7 @@ def stats_kernel(x_ptr, stride_row, V, B, C, idx_ptr, t_ptr, t_val, pi_ptr, pf_p
                 first_draws(j, 0, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, plan_ptr,
                             st_ptr, seed_ptr, seed_step, off_ptr, off_step, out_ptr, valid_ptr,
                             p_ptr, p_val, t_ptr, t_val, HAS_INDICES, FROM_LOGITS, P_ROW, T_ROW,
-                            STREAM_IS_POS, CP2, CHUNK, DRAWS, 1)
+                            STREAM_IS_POS, CP2, CHUNK, DRAWS, DRAWS)
             else:
                 plan_row(j, pi_ptr, pf_ptr, gm_ptr, plan_ptr, gl_ptr, V, C, B, idx_ptr,
                          stride_row, k_ptr, k_val, p_ptr, p_val, t_ptr, t_val, st_ptr,
@@ -509,9 +512,10 @@ def first_draws(j, q0, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draw
     chunks by the stats' masses. The call with ``q0 == 0`` also sets the
     row's state: ``st[j] = 0``, or for an invalid or greedy row its answer
     and ``st[j] = -1``. A row decided in round k ends with ``st[j] = -2 - k``;
-    by the final race, ``-2 - ROUNDS``. Draw 0 is made by the last of the
-    row's ``stats_kernel`` programs or by ``draw_kernel``; draws 1 .. DRAWS - 1
-    only for a row that rejects it, by ``decide_first``."""
+    by the final race, ``-2 - ROUNDS``. Run by the last of the row's
+    ``stats_kernel`` programs (all DRAWS draws) or by ``draw_kernel``; where
+    round 0 checks draw 0 first, ``decide_first`` makes draws 1 .. DRAWS - 1
+    for the rows that reject it."""
     ok, row_off, _k, _p, _m, greedy, inv_t = request(
         j, idx_ptr, B, stride_row, p_ptr, 0, p_ptr, p_val, p_ptr, 0.0, t_ptr, t_val,
         HAS_INDICES, False, False, True, P_ROW, False, False, FROM_LOGITS, T_ROW)
@@ -538,16 +542,18 @@ def draw_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr, 
                 t_val, HAS_INDICES: tl.constexpr, FROM_LOGITS: tl.constexpr, P_ROW: tl.constexpr,
                 T_ROW: tl.constexpr, STREAM_IS_POS: tl.constexpr, CP2: tl.constexpr,
                 CHUNK: tl.constexpr, DRAWS: tl.constexpr, GATED: tl.constexpr):
-    """Program j: round 0's draw 0 of output j (``first_draws``; one chunk
-    read). Above FUSE_ROWS["draws"] outputs it runs here rather than in the
-    stats launch's tail: the tail raised that streaming kernel's registers
-    (96 against 77, with the four draws it then made; benchmarks/RESULTS.md,
-    seventh session). GATED (a per-request top-k call, ``plan_row`` with
-    MIXED): only outputs whose state is 0 draw."""
+    """Program (j, q): round 0's draw q of output j (``first_draws``; one
+    chunk read): a grid of (outputs, DRAWS), or (outputs, 1) where round 0
+    checks draw 0 first (``check_kernel``). Above FUSE_ROWS["draws"] outputs
+    the draws run here rather than in the stats launch's tail: the tail
+    raised that streaming kernel's registers (96 against 77) and ran the
+    four races one after another (benchmarks/RESULTS.md, seventh session).
+    GATED (a per-request top-k call, ``plan_row`` with MIXED): only outputs
+    whose state is 0 draw."""
     if GATED:
         if tl.load(st_ptr + tl.program_id(0)) != 0:
             return
-    first_draws(tl.program_id(0), 0, x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr,
+    first_draws(tl.program_id(0), tl.program_id(1), x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr,
                 pf_ptr, draws_ptr, st_ptr, seed_ptr, seed_step, off_ptr, off_step, out_ptr,
                 valid_ptr, p_ptr, p_val, t_ptr, t_val, HAS_INDICES, FROM_LOGITS, P_ROW, T_ROW,
                 STREAM_IS_POS, CP2, CHUNK, DRAWS, 1)
@@ -568,13 +574,16 @@ def check_kernel(x_ptr, stride_row, V, B, C, idx_ptr, pi_ptr, pf_ptr, draws_ptr,
     nothing. The row's last program to finish then decides (``decide_round``;
     with NQ = 1, ``decide_first``).
 
-    Round 0 takes two launches: draw 0 alone (NQ = 1), then, for the rows
-    that reject it, all DRAWS draws (NQ = DRAWS; ``decide_first`` makes
-    draws 1 .. DRAWS - 1). The token is the first kept draw either way, so
-    it is the same; but most rows keep draw 0 (a row keeps it with
-    probability at least top_p), and the pass that nearly every row takes
-    sums one mass a token, not DRAWS: it was issue-bound at four
-    (nineteenth session: 34 instructions a token, 44% of DRAM's rate).
+    Above FUSE_ROWS["round0"] outputs round 0 takes two launches: draw 0
+    alone (NQ = 1), then, for the rows that reject it, all DRAWS draws
+    (NQ = DRAWS; ``decide_first`` makes draws 1 .. DRAWS - 1). The token is
+    the first kept draw either way, so it is the same; but most rows keep
+    draw 0 (a row keeps it with probability at least top_p), and the pass
+    that nearly every row takes sums one mass a token, not DRAWS: at four
+    it was issue-bound (nineteenth session: 34 instructions a token, 44% of
+    DRAM's rate). The second launch is latency-bound, so small batches
+    check all DRAWS draws at once (H200, V=128256, top-p 0.9, twentieth
+    session: B=1024 533 -> 443 µs, B=256 146 -> 160).
 
     Round 0 of top-p alone (FIRST, SPAN = 1): nearly every row is open, so
     the chunk, the draws and their keys are loaded before the row's state
