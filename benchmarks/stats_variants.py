@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import tokensampler as ts  # noqa: E402
 import tokensampler.triton as tt  # noqa: E402
 from bench import make_logits  # noqa: E402
+from layout_variants import edited_layouts  # noqa: E402
 from top_p_rounds import launch_times  # noqa: E402
 
 # WARPS:CAP (CAP "-": uncapped); the shipped form is always measured first
@@ -52,20 +53,12 @@ def parse_variant(text):
 def with_stats_options(warps, cap):
     """Make new layouts launch stats_kernel with these options (warps None:
     as shipped; a variant's cap None: no cap)."""
-    shipped = tt._layout
-
-    def layout(*args):
-        L = shipped(*args)
-        if warps and not getattr(L, "stats_variant", False):
-            # Once per cached layout, before its first launch: the launcher
-            # checks that a key's keywords stay the same.
+    def edit(L):
+        if warps:
             kw = {k: v for k, v in L.stats_kw.items() if k != "maxnreg"}
             L.stats_kw = {**kw, "num_warps": warps, **({"maxnreg": cap} if cap else {})}
-            L.stats_variant = True
-        return L
 
-    layout.cache_clear = shipped.cache_clear
-    return shipped, layout
+    return edited_layouts(edit)
 
 
 def main():
