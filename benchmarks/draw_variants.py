@@ -19,23 +19,22 @@ import triton
 
 sys.path.insert(0, os.path.dirname(__file__))
 import tokensampler as ts  # noqa: E402
-import tokensampler.triton as tt  # noqa: E402
 from bench import make_logits  # noqa: E402
-from layout_variants import edited_layouts  # noqa: E402
-from top_p_rounds import launch_times  # noqa: E402
+from layout_variants import measure  # noqa: E402
 
 # (warps, maxnreg): the shipped form first (8 warps a 4096-token chunk, no cap).
 VARIANTS = [(None, None), (4, None), (8, 64), (4, 64), (4, 96), (8, 40)]
 
 
-def with_draw_options(warps, cap):
-    """Make new layouts launch draw_kernel with these options (None: as shipped)."""
+def draw_options(warps, cap):
+    """An edit that makes a layout launch draw_kernel with these options
+    (None: as shipped)."""
     def edit(L):
         if L.top_p_alone:
             L.draw_kw = {**L.draw_kw, **({"num_warps": warps} if warps else {}),
                          **({"maxnreg": cap} if cap else {})}
 
-    return edited_layouts(edit)
+    return edit
 
 
 def main():
@@ -56,22 +55,11 @@ def main():
             print(f"top-p {args.p} {dist} V={x.shape[1]} B={B}", flush=True)
             baseline = None
             for warps, cap in VARIANTS:
-                shipped, layout = with_draw_options(warps, cap)
-                shipped.cache_clear()
-                tt._layout = layout
-                try:
-                    def fn():
-                        return ts.top_p_sampling_from_probs(x, args.p, seed=seed, offset=off)
-                    got = fn()
-                    same = baseline is None or torch.equal(got, baseline)
-                    baseline = got if baseline is None else baseline
-                    times = launch_times(fn)
-                finally:
-                    tt._layout = shipped
-                    shipped.cache_clear()
-                name = f"warps={warps or 'shipped'},maxnreg={cap or '-'}"
-                print(f"  {name:<24} same tokens {same}; total {sum(t for _, t in times):6.1f} µs: "
-                      + ", ".join(f"{n} {t:.1f}" for n, t in times), flush=True)
+                got = measure(f"warps={warps or 'shipped'},maxnreg={cap or '-'}",
+                              draw_options(warps, cap),
+                              lambda: ts.top_p_sampling_from_probs(x, args.p, seed=seed,
+                                                                   offset=off), baseline)
+                baseline = got if baseline is None else baseline
 
 
 if __name__ == "__main__":

@@ -24,10 +24,8 @@ import triton
 
 sys.path.insert(0, os.path.dirname(__file__))
 import tokensampler as ts  # noqa: E402
-import tokensampler.triton as tt  # noqa: E402
 from bench import make_logits  # noqa: E402
-from layout_variants import edited_layouts  # noqa: E402
-from top_p_rounds import launch_times  # noqa: E402
+from layout_variants import measure  # noqa: E402
 
 # WARPS:CAP (CAP "-": uncapped); the shipped form is always measured first
 # (plain, min-p, top-p alone: 8 warps capped at 64 registers on an H200 since
@@ -50,15 +48,15 @@ def parse_variant(text):
     return int(warps), (None if cap in ("", "-") else int(cap))
 
 
-def with_stats_options(warps, cap):
-    """Make new layouts launch stats_kernel with these options (warps None:
-    as shipped; a variant's cap None: no cap)."""
+def stats_options(warps, cap):
+    """An edit that makes a layout launch stats_kernel with these options
+    (warps None: as shipped; a variant's cap None: no cap)."""
     def edit(L):
         if warps:
             kw = {k: v for k, v in L.stats_kw.items() if k != "maxnreg"}
             L.stats_kw = {**kw, "num_warps": warps, **({"maxnreg": cap} if cap else {})}
 
-    return edited_layouts(edit)
+    return edit
 
 
 def main():
@@ -79,23 +77,9 @@ def main():
                 print(f"{op} normal1 V={vocab} B={B}", flush=True)
                 baseline = None
                 for warps, cap in variants:
-                    shipped, layout = with_stats_options(warps, cap)
-                    shipped.cache_clear()
-                    tt._layout = layout
-                    try:
-                        def fn():
-                            return OPS[op](x, kw)
-                        got = fn()
-                        same = (got == baseline).float().mean().item() if baseline is not None else 1.0
-                        baseline = got if baseline is None else baseline
-                        times = launch_times(fn)
-                    finally:
-                        tt._layout = shipped
-                        shipped.cache_clear()
-                    name = f"warps={warps or 'shipped'},maxnreg={cap or '-'}"
-                    print(f"  {name:<24} same tokens {same:.4f}; total "
-                          f"{sum(t for _, t in times):6.1f} µs: "
-                          + ", ".join(f"{n} {t:.1f}" for n, t in times), flush=True)
+                    got = measure(f"warps={warps or 'shipped'},maxnreg={cap or '-'}",
+                                  stats_options(warps, cap), lambda: OPS[op](x, kw), baseline)
+                    baseline = got if baseline is None else baseline
 
 
 if __name__ == "__main__":
