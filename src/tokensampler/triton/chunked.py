@@ -61,15 +61,16 @@ FUSE_ROWS["round0"]):
     (``decide_first``) keeps it if its prefix mass is below ``top_p * W``,
     which at least a fraction top_p of rows do, and otherwise makes round
     0's other DRAWS - 1 draws. Each other launch checks all DRAWS draws of
-    a round: the row's last program
-    (``decide_round``) takes the first draw whose prefix mass is below
-    ``top_p * W``, or draws the next round from the tokens before the
-    earliest draw (their chunk masses are those sums), or after the last
-    round runs the race over the kept tokens itself (``final_race``: the
-    threshold search, at most 8 passes, then 1 pass and one chunk). A row
-    decided in round 0 is read twice (three times if it rejects a lone draw
-    0). No threshold is searched for unless every round fails, about
-    ``(1 - p)**4`` of rows per round.
+    a round: the row's last program (``decide_round``) takes the first draw
+    whose prefix mass is below ``top_p * W``, or draws the next round from
+    the tokens before the earliest draw (their chunk masses are those
+    sums), or after the last round runs the race over the kept tokens
+    itself (``final_race``: the threshold search, at most 8 passes, then 1
+    pass and one chunk). A row decided in round 0 is read twice (three
+    times if it rejects a lone draw 0). Worst case: the stats read, one
+    read per check launch (ROUNDS, or ROUNDS + 1), the final race's 8 + 1,
+    and a chunk per draw (DRAWS * ROUNDS + 1). No threshold is searched
+    for unless every round fails, about ``(1 - p)**4`` of rows per round.
     The rows of a per-request top-k + top-p call (no min-p) whose top-k is
     off are top-p alone too: ``plan_row`` opens them (state 0) instead of
     planning candidates, ``select_row`` leaves them, and ``draw_kernel``
