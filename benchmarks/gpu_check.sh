@@ -74,8 +74,9 @@ print(len(report), 'calls')" > "$W/prewarm.txt" 2>&1
 fi
 sanitize() {
     # Every op through the kernels at V=5000 (two chunks of every path;
-    # memcheck with top-p's draws in their own launch, racecheck with them in
-    # the stats tail): no invalid access, no shared-memory hazard
+    # memcheck with top-p's draws in their own launch, round 0's four checked
+    # at once and draw 0 first; racecheck with them in the stats tail): no
+    # invalid access, no shared-memory hazard
     # (docs/reliability.md section 5). A plain run of each form first
     # compiles its variants into Triton's disk cache, so the sanitizers' time
     # goes to running, not to compiling under them (a fresh machine's compile
@@ -86,16 +87,23 @@ sanitize() {
     # jobs that each compiled every variant did too: twentieth session.)
     python3 tests/sanitize_ops.py 5000 --fp32 --split || echo "sanitize_ops.py --split failed without a sanitizer"
     echo "plain run done at $SECONDS s"
-    {
+    (
         python3 tests/sanitize_ops.py 5000 --fp32 || echo "sanitize_ops.py failed without a sanitizer"
-        compute-sanitizer --tool racecheck --print-limit 100 python3 tests/sanitize_ops.py 5000 --fp32 \
-            > "$W/racecheck.txt" 2>&1
-        echo "racecheck done at $SECONDS s"
-    } &
+        compute-sanitizer --tool racecheck --error-exitcode 7 --print-limit 100 \
+            python3 tests/sanitize_ops.py 5000 --fp32 > "$W/racecheck.txt" 2>&1
+        rc=$?
+        echo "racecheck done at $SECONDS s (exit $rc)"
+        exit $rc
+    ) &
+    local race=$!
     compute-sanitizer --tool memcheck --error-exitcode 7 python3 tests/sanitize_ops.py 5000 --fp32 --split \
         > "$W/memcheck.txt" 2>&1
-    echo "memcheck done at $SECONDS s"
-    wait
+    local mem=$?
+    echo "memcheck done at $SECONDS s (exit $mem)"
+    wait "$race"
+    local racerc=$?
+    # The job's exit status: nonzero if either sanitizer found anything.
+    return $(( mem != 0 || racerc != 0 ))
 }
 SANITIZE=(bash -c "$(declare -f sanitize); W=$W; sanitize")   # as a command of its own
 job=0

@@ -785,12 +785,15 @@ def test_counters_are_zero_at_rest(monkeypatch):
     monkeypatch.setattr(tt, "_FUSE_OK", True)
     flat = torch.ones(2, vocab, device=DEVICE)
     p = torch.tensor([1e-4, 0.003], device=DEVICE)
-    # Seed 1: decided in round 2 and by the final race.
+    # Seed 1: decided in round 2 and by the final race; round 0's draws
+    # checked at once, and draw 0 checked alone first.
     ref = ts.top_p_sampling_from_probs(flat, p, seed=1, backend="reference")
-    assert torch.equal(ts.top_p_sampling_from_probs(flat, p, seed=1, backend="triton"), ref)
-    states = seen[-1].state.tolist()
-    assert not any(int(b.zeros.count_nonzero()) for b in workspace._local.buffers.values())
-    assert min(states) <= -4, states    # some row went past round 1 (state -2 - round)
+    for round0 in (1 << 30, 0):
+        monkeypatch.setattr(tt, "FUSE_ROWS", {**tt.FUSE_ROWS, "draws": 0, "round0": round0})
+        assert torch.equal(ts.top_p_sampling_from_probs(flat, p, seed=1, backend="triton"), ref)
+        states = seen[-1].state.tolist()
+        assert not any(int(b.zeros.count_nonzero()) for b in workspace._local.buffers.values())
+        assert min(states) <= -4, states    # some row went past round 1 (state -2 - round)
     workspace.release()
 
 

@@ -53,8 +53,10 @@ FUSE_ROWS = {"plan": 64, "narrow": 32, "select": 64, "draws": 0, "round0": 384}
 # rows that reject it (chunked.check_kernel). Measured on an H200 at
 # V=128256, top-p 0.9, N(0,1) (twentieth session): at B=1024 one launch for
 # all took 533 µs, draw 0 first 443; at B=256, 146 against 160 (the rows
-# that reject draw 0 take a latency-bound launch of their own). 384 lies
-# between, where a line through the two points crosses; not measured there.
+# that reject draw 0 take a latency-bound launch of their own). Both forms
+# by batch (benchmarks/profile_fusion.py, GPU µs): at 256 141.5 at once
+# against 159.8, at 512 266.4 against 246.4 draw 0 first. 384 lies between
+# those two; it was not measured itself.
 # A fused step relies on every store of a row's programs being visible to the
 # last one after its arrival atomic. Compiled for sm_90 that holds (a barrier,
 # then one thread's fence and atomic, which also empties the SM's L1). The
@@ -535,6 +537,8 @@ def _layout(batch, vocab, n, device, from_logits, joint, seed_per_output, idx, t
     # fits four programs an SM: 199 -> 188 µs at B=1024 and 52 -> 49 at
     # B=256, V=128256, top-k 50 and joint alike, the same tokens (H200,
     # twentieth session, benchmarks/stats_variants.py; 56 registers: 204).
+    # The cap also reaches top-p with min-p and per-request top-k calls with
+    # rows off (the same pass; their speed was not measured apart).
     stats_regs = (_reg_cap(device, 3 if fuse["plan"] else 4, warps)
                   if filtered and not bracket else {})
     L.stats_kw = dict(WITH_GM=filtered, CHUNK=chunk, GROUP=group, PLAN=fuse["plan"], GP2=gp2,

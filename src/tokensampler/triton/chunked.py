@@ -49,7 +49,7 @@ top-p alone (3 to 2 + HIST_PASSES reads plus one chunk, 2 + HIST_PASSES launches
 
 Top-p alone by adaptive rejection (docs/semantics.md section 5; 2 +
 ROUNDS launches, one fewer up to FUSE_ROWS["draws"] outputs, one more above
-FUSE_ROWS["round0"]):
+FUSE_ROWS["round0"] where the draws do not fuse):
     ``draw_kernel`` makes round 0's DRAWS draws, a program per (output,
     draw): a chunk by the stats' masses, then one chunk read
     (``first_draws``); up to FUSE_ROWS["draws"] outputs (none as shipped)
@@ -690,7 +690,11 @@ def _kept(part_ptr, b, m, fac, q, d, amax, p, total, DRAWS: tl.constexpr):
     """Whether draw q (token d) of a row is kept: the mass of the tokens
     before it, in the row's scale, is below ``top_p`` of the row's total, or
     it is the first token of the order. Both of round 0's deciders use it, so
-    they sum the same numbers in the same order and agree on every draw."""
+    they sum the same numbers through the same code. (Triton could still lay
+    the lanes out differently in the two callers. Then a draw whose prefix
+    mass ties ``top_p * W`` within float32 rounding could be decided either
+    way, which docs/semantics.md section 4 allows. The GPU's bitwise test of
+    the forms found no such row.)"""
     before = tl.sum(tl.load(part_ptr + b * DRAWS + q, mask=m, other=0.0) * fac)
     return (before < p * total) | (d == amax) | (p >= 1.0)
 
