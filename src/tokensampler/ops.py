@@ -80,8 +80,9 @@ def warmup(vocab_sizes: Iterable[int] = (32000,), dtypes: Iterable[torch.dtype] 
 
     The Triton backend runs a sampler's per-row steps at the end of the
     launch before them for small batches and as launches of their own above
-    64 outputs: two compiled forms, so by default each op is called at a
-    batch in each (2 and 65; the reference backend has one form, 2).
+    64 outputs, and top-p checks round 0's draw 0 alone first above 384:
+    each a compiled form of its own, so by default each op is called at a
+    batch in each (2, 65 and 385; the reference backend has one form, 2).
 
     Parameters
     ----------
